@@ -1,0 +1,3 @@
+from fseg.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""``fseg``: the command-line entry point. Registers one command per ``cmd_*`` module."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from fseg import __version__
+
+# (module, attribute) of every command, in the order ``fseg --help`` lists them.
+COMMANDS = [
+    ("fseg.cmd_synth", "synth"),
+    ("fseg.cmd_convert", "convert"),
+    ("fseg.cmd_convert", "stats"),
+    ("fseg.cmd_predict", "predict"),
+    ("fseg.cmd_weights", "weights"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fseg")
+def cli() -> None:
+    """Fashion instance segmentation with Mask R-CNN.
+
+    \b
+    Typical workflow on DeepFashion2:
+      fseg convert DeepFashion2/validation --out val.json
+      fseg stats val.json
+      fseg predict test_img/ --out Result/
+    Run `fseg COMMAND --help` for each command's options.
+    """
+
+
+def _register() -> None:
+    for module_name, attr in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command not built yet
+        cli.add_command(getattr(module, attr))
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="fseg")
+
+
+if __name__ == "__main__":
+    main()
