@@ -41,8 +41,7 @@ class Config:
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
-    # Backbone: "resnet50" or "resnet101" (matterport's), or "resnet18" (ours, for
-    # small CPU experiments; no matterport weights exist for it).
+    # Backbone: "resnet50" or "resnet101".
     BACKBONE = "resnet101"
     # Not supported (matterport lets it be a callable); kept for attribute parity.
     COMPUTE_BACKBONE_SHAPE = None
@@ -247,8 +246,8 @@ def validate(config: Config, source: str = "config") -> None:
             f"{source}: CLASS_NAMES has {len(config.CLASS_NAMES)} names but NUM_CLASSES is "
             f"{config.NUM_CLASSES} (background included)"
         )
-    if config.BACKBONE not in ("resnet18", "resnet50", "resnet101"):
-        raise ConfigError(f"{source}: BACKBONE must be resnet18, resnet50 or resnet101, got {config.BACKBONE!r}")
+    if config.BACKBONE not in ("resnet50", "resnet101"):
+        raise ConfigError(f"{source}: BACKBONE must be resnet50 or resnet101, got {config.BACKBONE!r}")
     if config.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and config.IMAGE_MAX_DIM % 64:

@@ -1,0 +1,168 @@
+"""``MaskRCNN``: matterport's public model API on TensorFlow 2 / Keras 3.
+
+    model = MaskRCNN(mode="inference", config=config, model_dir="logs")
+    model.load_weights("mask_rcnn_coco.h5", by_name=True, exclude=[...])
+    results = model.detect([image])   # one dict per image: rois, class_ids, scores, masks
+
+The graph lives in ``mrcnn.graph``; image molding and result unmolding in
+``mrcnn.imaging``; weights I/O in ``mrcnn.weights``.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mrcnn import checkpoints, weights
+from mrcnn.anchors import get_anchors
+from mrcnn.graph import build_inference_model
+from mrcnn.image_meta import compose_image_meta
+from mrcnn.imaging import mold_image, resize_image, unmold_detections
+
+log = logging.getLogger(__name__)
+
+# Layers whose shapes depend on NUM_CLASSES: exclude them to load a file with another class count.
+HEAD_LAYERS_BY_CLASS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+
+class MaskRCNN:
+    """Mask R-CNN with matterport's interface.
+
+    Attributes:
+        mode: "inference" or "training".
+        config: the ``mrcnn.config.Config`` the model was built from.
+        model_dir: folder of training logs and checkpoints.
+        keras_model: the underlying ``keras.Model``.
+    """
+
+    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs"):
+        if mode not in ("inference", "training"):
+            raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = str(model_dir)
+        self.epoch = 0
+        self.log_dir: str | None = None
+        self.checkpoint_path: str | None = None
+        self.keras_model = self.build(mode, config)
+        self._infer = tf.function(self._infer_graph, jit_compile=False, reduce_retracing=True)
+
+    # ------------------------------------------------------------------ build
+    def build(self, mode: str, config):
+        """Builds the Keras model of ``mode``."""
+        if mode == "training":
+            raise NotImplementedError("training mode is not available yet (see the `fseg train` issue)")
+        return build_inference_model(config)
+
+    def _infer_graph(self, molded_images, image_metas, anchors):
+        return self.keras_model([molded_images, image_metas, anchors], training=False)
+
+    # ---------------------------------------------------------------- weights
+    def load_weights(self, filepath, by_name: bool = False, exclude=None):
+        """Loads matterport-layout ``.h5`` weights; returns a ``mrcnn.weights.LoadReport``.
+
+        ``exclude`` (layer names) forces loading by name, as in matterport. Loading
+        is always done by name unless ``by_name=False`` and the file's layer order
+        matches this model's.
+        """
+        exclude = list(exclude or [])
+        by_name = by_name or bool(exclude)
+        report = weights.load_weights(self.keras_model, filepath, exclude=exclude, by_name=by_name)
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath) -> None:
+        """Writes the weights in matterport's legacy Keras-2 ``.h5`` layout."""
+        weights.save_weights(self.keras_model, filepath)
+
+    def find_last(self) -> str:
+        """Path of the newest checkpoint of this config under ``model_dir``."""
+        path = checkpoints.find_last(self.model_dir, self.config.NAME)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint of {self.config.NAME!r} under {self.model_dir}")
+        return str(path)
+
+    def set_log_dir(self, model_path=None) -> None:
+        """Sets ``log_dir``, ``epoch`` and ``checkpoint_path``; continues a run when
+        ``model_path`` is one of its checkpoints (matterport's naming)."""
+        self.epoch = 0
+        now = datetime.datetime.now()
+        parsed = checkpoints.parse_checkpoint(model_path) if model_path else None
+        if parsed is not None:
+            log_dir, self.epoch = parsed
+            self.log_dir = str(log_dir)
+        else:
+            self.log_dir = str(Path(self.model_dir) / f"{self.config.NAME.lower()}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{self.config.NAME.lower()}_*epoch*.h5")
+
+    # -------------------------------------------------------------- inference
+    def mold_inputs(self, images):
+        """Resizes, pads and mean-subtracts images for the network.
+
+        Args:
+            images: list of [H, W, 3] RGB arrays (any size).
+        Returns:
+            molded_images [B, S, S, 3] float32, image_metas [B, 12 + C] float32,
+            windows [B, (y1, x1, y2, x2)] int pixels of each image inside its molded image.
+        """
+        c = self.config
+        molded_images, image_metas, windows = [], [], []
+        for image in images:
+            molded, window, scale, _, _ = resize_image(
+                image, min_dim=c.IMAGE_MIN_DIM, min_scale=c.IMAGE_MIN_SCALE,
+                max_dim=c.IMAGE_MAX_DIM, mode=c.IMAGE_RESIZE_MODE)
+            molded = mold_image(molded, c.MEAN_PIXEL)
+            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                      np.zeros([c.NUM_CLASSES], dtype=np.int32))
+            molded_images.append(molded)
+            image_metas.append(meta)
+            windows.append(window)
+        return (np.stack(molded_images).astype(np.float32), np.stack(image_metas).astype(np.float32),
+                np.stack(windows))
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """Network output of one image -> (rois, class_ids, scores, masks) in original-image pixels."""
+        return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
+
+    def get_anchors(self, image_shape) -> np.ndarray:
+        """Anchors [A, (y1, x1, y2, x2)] normalised to a molded image of ``image_shape``."""
+        c = self.config
+        return get_anchors(tuple(image_shape[:2]), c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS,
+                           c.BACKBONE_STRIDES, c.RPN_ANCHOR_STRIDE)
+
+    def run_network(self, molded_images, image_metas):
+        """Runs the Keras model on molded inputs; returns its seven outputs as NumPy arrays."""
+        anchors = self.get_anchors(molded_images.shape[1:3])
+        anchors = np.broadcast_to(anchors, (molded_images.shape[0],) + anchors.shape)
+        outputs = self._infer(tf.constant(molded_images), tf.constant(image_metas), tf.constant(anchors))
+        return [np.asarray(o) for o in outputs]
+
+    def detect(self, images, verbose: int = 0):
+        """Detects instances in ``images`` (a list of BATCH_SIZE RGB arrays).
+
+        Returns one dict per image:
+            rois      int32 [N, (y1, x1, y2, x2)] pixels of the original image, y2/x2 exclusive
+            class_ids int32 [N] in 1..NUM_CLASSES-1
+            scores    float32 [N]
+            masks     bool [H, W, N]
+        """
+        if self.mode != "inference":
+            raise ValueError("detect() needs a model built in inference mode")
+        if len(images) != self.config.BATCH_SIZE:
+            raise ValueError(f"detect() takes BATCH_SIZE={self.config.BATCH_SIZE} images, got {len(images)}")
+        if verbose:
+            log.info("Processing %d images", len(images))
+        molded_images, image_metas, windows = self.mold_inputs(images)
+        if any(m.shape != molded_images[0].shape for m in molded_images):
+            raise ValueError("after resizing, all images of a batch must have the same size")
+        detections, _, _, mrcnn_mask, _, _, _ = self.run_network(molded_images, image_metas)
+        results = []
+        for i, image in enumerate(images):
+            rois, class_ids, scores, masks = unmold_detections(
+                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, windows[i])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+        return results
