@@ -136,7 +136,7 @@ class Config:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT])
         else:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
-        # image_meta layout: see mrcnn.imaging.compose_image_meta.
+        # image_meta layout: see mrcnn.image_meta.compose_image_meta.
         self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
 
     # ------------------------------------------------------------------ access
