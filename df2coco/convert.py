@@ -1,0 +1,257 @@
+"""Convert a DeepFashion2 split (``image/`` + ``annos/``) to one COCO instances JSON.
+
+Entry point: :func:`convert_split`. The split is listed and sorted by file
+number; images are converted in chunks by worker processes
+(:mod:`df2coco.worker`); the parent consumes the chunks *in order*, numbers the
+annotations 1..N in (image id, item number) order, and streams them to disk
+(:class:`df2coco.writer.CocoWriter`). At most a few chunks per worker are in
+flight, so memory stays bounded whatever the split size.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import sys
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from df2coco import problems as P
+from df2coco import report as R
+from df2coco.annotation import AREA_MODES, AnnotationOptions
+from df2coco.categories import CATEGORIES, LANDMARK_NAMES
+from df2coco.errors import ConvertError
+from df2coco.imagesize import IMAGE_EXTENSIONS
+from df2coco.report import Problem
+from df2coco.worker import ImageResult, ImageTask, convert_chunk
+from df2coco.writer import AtomicTextFile, CocoWriter, with_id
+
+_NUMBERED = re.compile(r"\d+\Z")
+CHUNK_SIZE = 64  # images per unit of work sent to a worker
+IN_FLIGHT_PER_WORKER = 3  # chunks submitted ahead per worker (bounds memory)
+
+
+@dataclass
+class ConvertResult:
+    """Outcome of :func:`convert_split`.
+
+    Attributes:
+      out_path: the output file.
+      written: True if the output was written (False only under ``strict`` with problems).
+      num_images: images in the output (or that would have been, when not written).
+      num_annotations: annotations in the output (same caveat).
+      problem_counts: Counter keyed by ``(problem, action)``.
+      report_path: the JSON Lines problem report, if one was asked for.
+      has_annotations: False for a split without ``annos/`` (images and categories only).
+    """
+
+    out_path: Path
+    written: bool
+    num_images: int
+    num_annotations: int
+    problem_counts: Counter
+    report_path: Path | None
+    has_annotations: bool
+
+    @property
+    def num_problems(self) -> int:
+        return sum(self.problem_counts.values())
+
+
+def coco_categories() -> list[dict]:
+    """The 13 COCO category records: official names, ``df2_name`` = the dataset's name."""
+    return [{"id": c.id, "name": c.coco_name, "supercategory": "clothes", "df2_name": c.name,
+             "keypoints": LANDMARK_NAMES, "skeleton": []} for c in CATEGORIES]
+
+
+def resolve_split(split_dir: str | Path | None, images_dir: str | Path | None = None,
+                  annos_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """The image and annotation folders of a split.
+
+    ``images_dir``/``annos_dir`` override ``split_dir/image`` and ``split_dir/annos``.
+    An explicitly given folder must exist; a missing ``split_dir/annos`` means a
+    split without annotations (returned as None).
+
+    Raises:
+      ConvertError: a required folder does not exist.
+    """
+    if split_dir is None and images_dir is None:
+        raise ConvertError("give a split folder or --images")
+    if split_dir is not None and not Path(split_dir).is_dir():
+        raise ConvertError(f"split folder not found: {split_dir}")
+    images = Path(images_dir) if images_dir is not None else Path(split_dir) / "image"
+    if not images.is_dir():
+        raise ConvertError(f"image folder not found: {images}")
+    if annos_dir is not None:
+        annos = Path(annos_dir)
+        if not annos.is_dir():
+            raise ConvertError(f"annotation folder not found: {annos}")
+        return images, annos
+    default = Path(split_dir) / "annos" if split_dir is not None else None
+    return images, default if default is not None and default.is_dir() else None
+
+
+def list_split(images_dir: Path, annos_dir: Path | None,
+               limit: int | None = None) -> tuple[list[ImageTask], list[Problem]]:
+    """One task per file number found in either folder, sorted by number.
+
+    Returns:
+      ``(tasks, problems)``; problems lists files whose name is not a number
+      (ignored). With ``limit``, only the first ``limit`` numbers are kept.
+    """
+    problems: list[Problem] = []
+    images = _numbered_files(images_dir, IMAGE_EXTENSIONS, problems)
+    annos = _numbered_files(annos_dir, (".json",), problems) if annos_dir is not None else {}
+    numbers = sorted(set(images) | set(annos))
+    if limit is not None:
+        numbers = numbers[:limit]
+    tasks = [ImageTask(n, images.get(n), annos.get(n), annos_dir is not None) for n in numbers]
+    return tasks, problems
+
+
+def _numbered_files(folder: Path, extensions: tuple[str, ...], problems: list[Problem]) -> dict[int, str]:
+    """``{number: path}`` of the files ``<digits><ext>`` in folder; first extension wins."""
+    found: dict[int, tuple[int, str]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, ext = os.path.splitext(entry.name)
+            ext = ext.lower()
+            if ext not in extensions or not entry.is_file():
+                continue
+            if not _NUMBERED.match(stem):
+                detail = "file name is not a number like 000001"
+                problems.append(Problem(entry.path, None, P.BAD_FIELD, R.IGNORED, detail))
+                continue
+            rank = extensions.index(ext)
+            number = int(stem)
+            if number not in found or rank < found[number][0]:
+                found[number] = (rank, entry.path)
+    return {n: path for n, (_, path) in found.items()}
+
+
+def convert_split(split_dir: str | Path | None, out_path: str | Path, *, images_dir=None, annos_dir=None,
+                  workers: int | None = None, area_mode: str = "mask", keypoints: bool = True,
+                  limit: int | None = None, strict: bool = False, report_path: str | Path | None = None,
+                  force: bool = False, progress: bool = False) -> ConvertResult:
+    """Convert a DeepFashion2 split to one COCO instances JSON file.
+
+    Args:
+      split_dir: folder holding ``image/`` and ``annos/`` (may be None if ``images_dir`` is given).
+      out_path: the COCO JSON to write.
+      images_dir, annos_dir: override ``split_dir/image`` and ``split_dir/annos``.
+      workers: worker processes; None or 0 = all cores; 1 = no subprocesses.
+      area_mode: ``"mask"`` (union of the polygons, pixels) or ``"bbox"`` (w x h).
+      keypoints: write ``keypoints`` and ``num_keypoints``.
+      limit: convert only the first ``limit`` file numbers.
+      strict: if any problem is found, write no output (the report is still written).
+      report_path: write every problem as JSON Lines here.
+      force: replace existing output/report files.
+      progress: show a tqdm progress bar on stderr.
+    Returns:
+      A :class:`ConvertResult`.
+    Raises:
+      ConvertError: bad usage (missing folder, existing output without ``force``,
+        bad option value). Nothing is written in that case.
+    """
+    out_path = Path(out_path)
+    report_path = Path(report_path) if report_path is not None else None
+    _check_options(out_path, report_path, area_mode, limit, workers, force)
+    images, annos = resolve_split(split_dir, images_dir, annos_dir)
+    tasks, problems = list_split(images, annos, limit)
+    options = AnnotationOptions(area_mode=area_mode, keypoints=keypoints and annos is not None)
+    info = {"description": "DeepFashion2 annotations in COCO format, written by df2coco",
+            "area": area_mode, "keypoints": options.keypoints, "has_annotations": annos is not None}
+    workers = _worker_count(workers, len(tasks))
+    counts = Counter()
+    with CocoWriter(out_path, info, coco_categories()) as coco, _open_report(report_path) as report:
+        _log(problems, counts, report)
+        n_images, n_anns = 0, 0
+        for result in _results(tasks, options, workers, progress):
+            _log(result.problems, counts, report)
+            if result.image_json is None:
+                continue
+            coco.add_image(result.image_json)
+            n_images += 1
+            for ann_json in result.annotation_jsons:
+                n_anns += 1
+                coco.add_annotation(with_id(ann_json, n_anns))
+        written = not (strict and counts)
+        if written:
+            coco.commit()
+        if report is not None:
+            report.commit()
+    return ConvertResult(out_path, written, n_images, n_anns, counts, report_path, annos is not None)
+
+
+def _check_options(out_path: Path, report_path: Path | None, area_mode: str, limit, workers, force: bool) -> None:
+    if area_mode not in AREA_MODES:
+        raise ConvertError(f"area mode must be one of {', '.join(AREA_MODES)}, not {area_mode!r}")
+    if limit is not None and limit < 1:
+        raise ConvertError(f"limit must be at least 1, not {limit}")
+    if workers is not None and workers < 0:
+        raise ConvertError(f"workers must be 0 (all cores) or more, not {workers}")
+    for path in (out_path, report_path):
+        if path is None:
+            continue
+        if not path.parent.is_dir():
+            raise ConvertError(f"output folder not found: {path.parent}")
+        if path.is_dir():
+            raise ConvertError(f"output is a folder: {path}")
+        if path.exists() and not force:
+            raise ConvertError(f"output exists: {path} (use --force to replace it)")
+    if report_path is not None and report_path.resolve() == out_path.resolve():
+        raise ConvertError("the report and the output must be different files")
+
+
+def _open_report(report_path: Path | None):
+    if report_path is None:
+        import contextlib
+        return contextlib.nullcontext()
+    return AtomicTextFile(report_path)
+
+
+def _log(problems: list[Problem], counts: Counter, report: AtomicTextFile | None) -> None:
+    for problem in problems:
+        counts[(problem.problem, problem.action)] += 1
+        if report is not None:
+            report.write(problem.to_json() + "\n")
+
+
+def _worker_count(workers: int | None, num_tasks: int) -> int:
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = available if not workers else workers
+    return max(1, min(wanted, -(-num_tasks // CHUNK_SIZE)))
+
+
+def _results(tasks: list[ImageTask], options: AnnotationOptions, workers: int,
+             progress: bool) -> Iterator[ImageResult]:
+    """Per-image results in task order, computed in-process or by a pool of workers."""
+    from tqdm import tqdm
+
+    chunks = [tasks[i:i + CHUNK_SIZE] for i in range(0, len(tasks), CHUNK_SIZE)]
+    with tqdm(total=len(tasks), unit="img", file=sys.stderr, disable=not progress, desc="convert") as bar:
+        for chunk_results in _chunk_results(chunks, options, workers):
+            yield from chunk_results
+            bar.update(len(chunk_results))
+
+
+def _chunk_results(chunks: list[list[ImageTask]], options: AnnotationOptions,
+                   workers: int) -> Iterator[list[ImageResult]]:
+    """Chunk results in order. Keeps at most ``IN_FLIGHT_PER_WORKER * workers`` chunks pending."""
+    if workers == 1:
+        for chunk in chunks:
+            yield convert_chunk(chunk, options)
+        return
+    # forkserver: safe even if the parent has started threads (e.g. TensorFlow in a test run).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["df2coco.worker", "pycocotools.mask"])
+    with context.Pool(workers) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(convert_chunk, (chunk, options)))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

@@ -1,0 +1,121 @@
+"""Polygon and box geometry for the converter: clipping to the image and union area.
+
+Frame: DeepFashion2/COCO pixel coordinates, x to the right, y down, origin at
+the top-left corner of the image. The image rectangle is ``[0, width] x [0, height]``
+(continuous coordinates: pixel i covers [i, i + 1)). Polygons are flat lists
+``[x1, y1, x2, y2, ...]`` as in COCO; DeepFashion2 closes them explicitly (the
+first point is repeated at the end).
+
+Pure Python except :func:`union_area`, which rasterises with pycocotools.
+"""
+from __future__ import annotations
+
+
+def polygon_outside(poly: list, width: float, height: float) -> bool:
+    """True if any vertex of ``poly`` lies outside ``[0, width] x [0, height]``."""
+    xs, ys = poly[0::2], poly[1::2]
+    return min(xs) < 0 or min(ys) < 0 or max(xs) > width or max(ys) > height
+
+
+def clip_polygon(poly: list, width: float, height: float) -> list:
+    """Intersect a polygon with the image rectangle (Sutherland-Hodgman).
+
+    Args:
+      poly: ``[x1, y1, ..., xn, yn]`` ints or floats; closed or not.
+      width, height: image size in pixels.
+    Returns:
+      The clipped polygon as a flat list, closed explicitly if the input was
+      closed; new vertices are rounded to 2 decimals (ints where integral).
+      An empty list if fewer than 3 distinct vertices remain.
+    """
+    points = list(zip(poly[0::2], poly[1::2]))
+    closed = len(points) > 1 and points[0] == points[-1]
+    if closed:
+        points = points[:-1]
+    for inside, intersect in _rectangle_edges(width, height):
+        points = _clip_against_edge(points, inside, intersect)
+        if not points:
+            return []
+    points = [(_tidy(x), _tidy(y)) for x, y in points]
+    points = [p for i, p in enumerate(points) if p != points[i - 1]] or points[:1]  # drop repeats
+    if len(set(points)) < 3:
+        return []
+    if closed:
+        points.append(points[0])
+    return [c for point in points for c in point]
+
+
+def _rectangle_edges(width: float, height: float):
+    """(inside test, intersection) for the four edges of the image rectangle."""
+    def at_x(x_edge):
+        return lambda p, q: (x_edge, p[1] + (q[1] - p[1]) * (x_edge - p[0]) / (q[0] - p[0]))
+
+    def at_y(y_edge):
+        return lambda p, q: (p[0] + (q[0] - p[0]) * (y_edge - p[1]) / (q[1] - p[1]), y_edge)
+
+    return (
+        (lambda p: p[0] >= 0, at_x(0)),
+        (lambda p: p[0] <= width, at_x(width)),
+        (lambda p: p[1] >= 0, at_y(0)),
+        (lambda p: p[1] <= height, at_y(height)),
+    )
+
+
+def _clip_against_edge(points: list, inside, intersect) -> list:
+    """One Sutherland-Hodgman pass: keep the part of the polygon on the inside of one edge."""
+    out = []
+    for i, current in enumerate(points):
+        previous = points[i - 1]
+        if inside(current):
+            if not inside(previous):
+                out.append(intersect(previous, current))
+            out.append(current)
+        elif inside(previous):
+            out.append(intersect(previous, current))
+    return out
+
+
+def _tidy(value: float) -> int | float:
+    """Round to 2 decimals; return an int when the value is integral."""
+    value = round(value, 2)
+    return int(value) if value == int(value) else value
+
+
+def clip_box(box: list, width: float, height: float) -> list:
+    """Clip ``[x1, y1, x2, y2]`` (pixel corners) to ``[0, width] x [0, height]``."""
+    x1, y1, x2, y2 = box
+    return [min(max(x1, 0), width), min(max(y1, 0), height),
+            min(max(x2, 0), width), min(max(y2, 0), height)]
+
+
+def box_outside(box: list, width: float, height: float) -> bool:
+    """True if any corner of ``[x1, y1, x2, y2]`` lies outside the image rectangle."""
+    x1, y1, x2, y2 = box
+    return min(x1, y1) < 0 or max(x1, x2) > width or max(y1, y2) > height
+
+
+def polygons_extent(polygons: list[list]) -> list:
+    """Tight box ``[x1, y1, x2, y2]`` around all vertices of the polygons."""
+    xs = [x for poly in polygons for x in poly[0::2]]
+    ys = [y for poly in polygons for y in poly[1::2]]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def union_area(polygons: list[list], width: int, height: int) -> int:
+    """Area in pixels of the union of the polygons, rasterised on the image grid.
+
+    DeepFashion2 items repeat parts (sleeves, legs) as extra polygons that overlap
+    the outline, so the mask is the union; summing areas or an even-odd fill would
+    double-count or punch holes. pycocotools rasterises each polygon to RLE, merges
+    them with a logical OR and counts the pixels.
+
+    Args:
+      polygons: flat polygons, each of even length >= 6.
+      width, height: image size in pixels.
+    Returns:
+      Number of pixels in the union mask (int).
+    """
+    from pycocotools import mask as mask_utils  # imported here: only workers need it
+
+    rles = mask_utils.frPyObjects(polygons, height, width)
+    return int(mask_utils.area(mask_utils.merge(rles)))
