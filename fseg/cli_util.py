@@ -8,6 +8,7 @@ Exit codes used by every command:
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import click
@@ -46,3 +47,30 @@ def echo_err(message: str) -> None:
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up notices (oneDNN, CUDA, absl) hidden.
+
+    TensorFlow prints them straight to file descriptor 2 while it loads, before
+    any Python logging setting applies; they would bury the CLI's own messages.
+    Python errors raised by the import are not affected.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced (e.g. by a test runner)
+        import tensorflow  # noqa: F401
+        return
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, fd)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)

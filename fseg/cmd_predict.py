@@ -85,8 +85,7 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     config_path = config_path or paths.default_config_path()
     with user_errors(ConfigError):
         config = inference_config(load_config(config_path), batch_size, min_confidence)
-    if not config.NAME:
-        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights)", EXIT_USAGE)
+    check_batchable(config, config_path)
     with user_errors(paths.WeightsNotFound):
         choice = paths.resolve_weights(weights, config.NAME)
     if not no_overlay:
@@ -94,7 +93,7 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     echo_err(f"Config:  {config_path}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
     model = load_model(config, choice.path)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     writer = OutputWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops)
     failed = run_detection(images, model.detect, config.BATCH_SIZE, writer.add)
     writer.finish(info={"config": str(config_path), "weights": str(choice.path),
@@ -179,6 +178,14 @@ def refuse_overwriting_inputs(images: Sequence[InputImage], out_dir: Path) -> No
                                EXIT_USAGE)
 
 
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output folder (and parents); a failure is a one-line error (exit 2)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create --out {out_dir}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
 # ------------------------------------------------------------------ model
 def inference_config(config, batch_size: int | None, min_confidence: float | None):
     """A copy of ``config`` for detection: one GPU, the given batch size and score threshold."""
@@ -190,15 +197,28 @@ def inference_config(config, batch_size: int | None, min_confidence: float | Non
     return type(type(config).__name__, (type(config),), overrides)()
 
 
+def check_batchable(config, config_path: Path) -> None:
+    """Raise CommandError (exit 2) for configs predict cannot run: no NAME, or batches of unequal sizes.
+
+    Only the "square" and "crop" resize modes give every image the same molded
+    size, which ``detect`` needs for more than one image per call.
+    """
+    if not config.NAME:
+        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights)", EXIT_USAGE)
+    if config.BATCH_SIZE > 1 and config.IMAGE_RESIZE_MODE not in ("square", "crop"):
+        raise CommandError(f"--batch-size {config.BATCH_SIZE} needs IMAGE_RESIZE_MODE \"square\" (the config has "
+                           f"{config.IMAGE_RESIZE_MODE!r}); use --batch-size 1", EXIT_USAGE)
+
+
 def load_model(config, weights_path: Path):
     """Build the inference model and load the weights.
 
     A weights file that cannot be used (damaged, not HDF5, another class count)
     is a one-line error with exit code 1, as in ``fseg weights inspect``.
     """
-    import os
+    from fseg.cli_util import import_tensorflow_quietly
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
     from mrcnn.model import MaskRCNN
     from mrcnn.weights import WeightsError
 
@@ -323,11 +343,16 @@ class OutputWriter:
                                                  "annotations": []})
 
     def summary(self) -> str:
-        """One line: what was written where."""
-        parts = [f"{len(self.images)} images, {len(self.records)} detections -> {self.out_dir}/"
-                 f" ({PREDICTIONS_FILE}, {IMAGES_FILE}"]
+        """One line: what was written where, e.g. ``6 images, 9 detections -> Result/ (...)``."""
+        written = [PREDICTIONS_FILE, IMAGES_FILE]
         if self.overlays:
-            parts.append(f", {len(self.images)} overlays")
+            written.append(counted(len(self.images), "overlay"))
         if self.crops:
-            parts.append(f", {self.crop_count} crops in {CROPS_DIR}/")
-        return "".join(parts) + ")"
+            written.append(f"{counted(self.crop_count, 'crop')} in {CROPS_DIR}/")
+        return (f"{counted(len(self.images), 'image')}, {counted(len(self.records), 'detection')} -> "
+                f"{self.out_dir}/ ({', '.join(written)})")
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 image"``, ``"3 images"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

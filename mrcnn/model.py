@@ -39,23 +39,30 @@ class MaskRCNN:
         keras_model: the underlying ``keras.Model``.
     """
 
-    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs"):
+    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs", strategy=None):
+        """``strategy``: an optional ``tf.distribute.Strategy`` to build and train under
+        (MirroredStrategy for several GPUs, MultiWorkerMirroredStrategy for several machines)."""
         if mode not in ("inference", "training"):
             raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
         self.mode = mode
         self.config = config
         self.model_dir = str(model_dir)
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.epoch = 0
         self.log_dir: str | None = None
         self.checkpoint_path: str | None = None
-        self.keras_model = self.build(mode, config)
+        self.set_log_dir()
+        with self.strategy.scope():
+            self.keras_model = self.build(mode, config)
         self._infer = tf.function(self._infer_graph, jit_compile=False, reduce_retracing=True)
 
     # ------------------------------------------------------------------ build
     def build(self, mode: str, config):
-        """Builds the Keras model of ``mode``."""
+        """Builds the Keras model of ``mode`` (see mrcnn.graph and mrcnn.training_graph)."""
         if mode == "training":
-            raise NotImplementedError("training mode is not available yet (see the `fseg train` issue)")
+            from mrcnn.training_graph import build_training_model
+
+            return build_training_model(config)
         return build_inference_model(config)
 
     def _infer_graph(self, molded_images, image_metas, anchors):
@@ -65,13 +72,15 @@ class MaskRCNN:
     def load_weights(self, filepath, by_name: bool = False, exclude=None):
         """Loads matterport-layout ``.h5`` weights; returns a ``mrcnn.weights.LoadReport``.
 
-        ``exclude`` (layer names) forces loading by name, as in matterport. Loading
-        is always done by name unless ``by_name=False`` and the file's layer order
-        matches this model's.
+        Weights are always matched by layer name: matterport's by-order loading
+        (``by_name=False``) silently breaks between training and inference saves,
+        whose layer orders differ, while by-name loading is right for both. The
+        argument is kept so matterport scripts run unchanged. ``exclude`` lists
+        layer names to leave untouched (e.g. ``HEAD_LAYERS_BY_CLASS`` to load COCO
+        weights into a model with another NUM_CLASSES).
         """
-        exclude = list(exclude or [])
-        by_name = by_name or bool(exclude)
-        report = weights.load_weights(self.keras_model, filepath, exclude=exclude, by_name=by_name)
+        del by_name  # always by name, see above
+        report = weights.load_weights(self.keras_model, filepath, exclude=list(exclude or []), by_name=True)
         self.set_log_dir(filepath)
         return report
 
@@ -90,14 +99,42 @@ class MaskRCNN:
         """Sets ``log_dir``, ``epoch`` and ``checkpoint_path``; continues a run when
         ``model_path`` is one of its checkpoints (matterport's naming)."""
         self.epoch = 0
-        now = datetime.datetime.now()
-        parsed = checkpoints.parse_checkpoint(model_path) if model_path else None
+        name = self.config.NAME or "mrcnn"
+        parsed = checkpoints.parse_checkpoint(model_path, name) if model_path else None
         if parsed is not None:
-            log_dir, self.epoch = parsed
-            self.log_dir = str(log_dir)
+            self.log_dir, self.epoch = str(parsed.log_dir), parsed.epoch
         else:
-            self.log_dir = str(Path(self.model_dir) / f"{self.config.NAME.lower()}{now:%Y%m%dT%H%M}")
-        self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{self.config.NAME.lower()}_*epoch*.h5")
+            self.log_dir = str(Path(self.model_dir) / checkpoints.log_dir_name(name, datetime.datetime.now()))
+        self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+
+    def checkpoint_for_epoch(self, epoch: int) -> Path:
+        """Path of the weights written after ``epoch`` epochs of this run."""
+        return Path(self.log_dir) / checkpoints.checkpoint_file_name(self.config.NAME or "mrcnn", epoch)
+
+    # --------------------------------------------------------------- training
+    def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
+              augmentation=None, custom_callbacks=None, **pipeline_options):
+        """Trains the layers of group ``layers`` until epoch ``epochs`` (matterport's API).
+
+        Args:
+            train_dataset, val_dataset: ``mrcnn.dataset.Dataset`` objects (``prepare()``d);
+                val_dataset may be None.
+            learning_rate: SGD learning rate of this stage.
+            epochs: the epoch number to stop at (counting epochs of earlier stages,
+                as matterport does: a second stage continues from ``self.epoch``).
+            layers: "heads", "3+", "4+", "5+", "all", or a regex over layer names.
+            augmentation: ``True``/``False`` for the built-in augmentation, or an
+                ``mrcnn.data.Augmentation`` with its settings (see mrcnn.data).
+            custom_callbacks: extra ``keras.callbacks.Callback`` objects.
+        Returns:
+            the Keras ``History`` of this stage.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model built in training mode")
+        from mrcnn.trainer import run_training
+
+        return run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                            augmentation=augmentation, custom_callbacks=custom_callbacks, **pipeline_options)
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):

@@ -168,3 +168,65 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.bad_batch = (self._epoch + 1, batch, {k: float(v) for k, v in logs.items()})
             log.error("non-finite loss at epoch %d, step %d: %s", self._epoch + 1, batch, logs)
             self.model.stop_training = True
+
+
+def _callbacks(mrcnn_model, custom_callbacks) -> list:
+    """Checkpoints, CSV and TensorBoard logs, and the NaN guard of one training stage."""
+    log_dir = Path(mrcnn_model.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        StopOnNonFiniteLoss(),
+        LegacyCheckpoint(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch),
+        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch"),
+        LearningRateLogger(),
+        *(custom_callbacks or []),
+    ]
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the learning rate to the epoch logs (so CSV and TensorBoard record it)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,
+                 augmentation=None, custom_callbacks=None, verbose="auto", **pipeline_options):
+    """One training stage of ``mrcnn_model`` (a training-mode ``MaskRCNN``); see ``MaskRCNN.train``."""
+    from mrcnn.data import build_training_dataset, build_validation_dataset
+
+    config = mrcnn_model.config
+    if epochs <= mrcnn_model.epoch:
+        log.info("already at epoch %d >= %d: nothing to train", mrcnn_model.epoch, epochs)
+        return None
+    augment = True if augmentation is None else augmentation
+    train_data = build_training_dataset(train_dataset, config, augment=augment, **pipeline_options)
+    val_data = build_validation_dataset(val_dataset, config) if val_dataset is not None else None
+
+    trainable = set_trainable(mrcnn_model.keras_model, layer_regex(layers))
+    log.info("Starting at epoch %d, LR=%g, training %d layers (%s)", mrcnn_model.epoch, learning_rate,
+             len(trainable), layers)
+    with mrcnn_model.strategy.scope():
+        trainer = TrainingModel(mrcnn_model.keras_model, config)
+        trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
+    callbacks = _callbacks(mrcnn_model, custom_callbacks)
+    history = trainer.fit(
+        train_data,
+        initial_epoch=mrcnn_model.epoch,
+        epochs=epochs,
+        steps_per_epoch=config.STEPS_PER_EPOCH,
+        validation_data=val_data,
+        validation_steps=config.VALIDATION_STEPS if val_data is not None else None,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    guard = callbacks[0]
+    if guard.bad_batch is not None:
+        epoch, step, logs = guard.bad_batch
+        raise FloatingPointError(
+            f"training stopped: non-finite loss at epoch {epoch}, step {step} ({logs}); "
+            f"the last good checkpoint is kept in {mrcnn_model.log_dir}")
+    mrcnn_model.epoch = max(mrcnn_model.epoch, epochs)
+    return history

@@ -262,6 +262,15 @@ def test_bad_usage_is_one_line_and_exit_2(fake_model, tmp_path, args, message):
     assert fake_model.batches == []
 
 
+def test_batches_need_equal_image_sizes(fake_model, tmp_path):
+    make_images(tmp_path / "in", ["a.png"])
+    (tmp_path / "pad.toml").write_text(FASHION_CONFIG.read_text() + 'IMAGE_RESIZE_MODE = "pad64"\n')
+    result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "pad.toml", "--batch-size", "2"])
+    assert result.exit_code == 2 and "IMAGE_RESIZE_MODE" in error_lines(result)[0]
+    result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "pad.toml"])
+    assert result.exit_code == 0, result.output
+
+
 def test_out_of_range_options_are_rejected(fake_model, tmp_path):
     make_images(tmp_path / "in", ["a.png"])
     assert run(["in", "--out", "o", "--weights", "fake.h5", "--min-confidence", "1.5"]).exit_code == 2

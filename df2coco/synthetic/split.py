@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,17 @@ def _chunks(job: _Job, num_images: int):
         yield job, start, min(start + CHUNK, num_images + 1)
 
 
+def _pool_context():
+    """fork when safe (fast, works from any script); spawn once TensorFlow's threads are running."""
+    if "tensorflow" in sys.modules or "fork" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    return mp.get_context("fork")
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # parallel over processes already
+
+
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -145,8 +157,7 @@ def generate_split(out_dir, num_images: int, seed: int = 0, *, quirk_rate: float
                 records += r
                 bar.update(n)
         else:
-            # spawn: safe even when the caller has TensorFlow (threads) loaded.
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with _pool_context().Pool(workers, initializer=_init_worker) as pool:
                 for n, c, r in pool.imap_unordered(_run_chunk, _chunks(job, num_images)):
                     cats.update(c)
                     records += r
