@@ -12,6 +12,7 @@ COMMANDS = [
     ("fseg.cmd_synth", "synth"),
     ("fseg.cmd_convert", "convert"),
     ("fseg.cmd_convert", "stats"),
+    ("fseg.cmd_train", "train"),
     ("fseg.cmd_predict", "predict"),
     ("fseg.cmd_weights", "weights"),
 ]

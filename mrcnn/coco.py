@@ -105,6 +105,7 @@ class CocoDataset(Dataset):
             image_path = os.path.join(images_dir, file_name)
             if not _exists(file_name, image_path, present):
                 missing.append(image_path)
+                annotations.pop(image_id, None)
                 continue
             anns = self._usable(annotations.pop(image_id, []), image_path)
             if not any(a["iscrowd"] == 0 for a in anns):
@@ -143,16 +144,17 @@ class CocoDataset(Dataset):
         """
         info = self.image_info[image_id]
         scale = (height / info["height"], width / info["width"])
-        masks, class_ids = [], []
+        rles, class_ids = [], []
         for ann in info["annotations"]:
-            mask = _rasterize(ann["segmentation"], (height, width), scale)
-            if mask is None or not mask.any():
-                continue
-            masks.append(mask)
-            class_ids.append(-ann["category_id"] if ann["iscrowd"] else ann["category_id"])
-        if not masks:
+            rle = _to_rle(ann["segmentation"], (height, width), scale)
+            if rle is not None:
+                rles.append(rle)
+                class_ids.append(-ann["category_id"] if ann["iscrowd"] else ann["category_id"])
+        if not rles:
             return np.zeros((height, width, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
-        return np.stack(masks, axis=-1), np.array(class_ids, dtype=np.int32)
+        masks = mask_utils.decode(rles).astype(bool)  # [height, width, N]
+        nonempty = masks.any(axis=(0, 1))
+        return np.ascontiguousarray(masks[:, :, nonempty]), np.array(class_ids, dtype=np.int32)[nonempty]
 
     def image_reference(self, image_id: int) -> str:
         return str(self.image_info[image_id]["path"])
@@ -306,10 +308,10 @@ def _polygon_coords(polygon) -> list[float] | None:
     return [float(v) for v in polygon[:count]]
 
 
-def _rasterize(segmentation, target_hw: tuple[int, int], scale: tuple[float, float]) -> np.ndarray | None:
-    """One annotation's mask at target_hw: [h, w] bool, or None if it has no shape.
+def _to_rle(segmentation, target_hw: tuple[int, int], scale: tuple[float, float]) -> dict | None:
+    """One annotation's mask at target_hw as a pycocotools RLE, or None if it has no shape.
 
-    scale: (sy, sx) applied to polygon vertices; RLE masks are resized to target_hw instead.
+    scale: (sy, sx) applied to polygon vertices; RLE masks of another size are resized instead.
     """
     height, width = target_hw
     if isinstance(segmentation, list):
@@ -321,8 +323,7 @@ def _rasterize(segmentation, target_hw: tuple[int, int], scale: tuple[float, flo
                 polygons.append((np.reshape(coords, (-1, 2)) * scale_xy).ravel().tolist())
         if not polygons:
             return None
-        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-        return mask_utils.decode(rle).astype(bool)
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     if isinstance(segmentation, dict) and "counts" in segmentation:
         rle_height, rle_width = segmentation["size"]
         if isinstance(segmentation["counts"], list):
@@ -330,8 +331,8 @@ def _rasterize(segmentation, target_hw: tuple[int, int], scale: tuple[float, flo
         else:
             counts = segmentation["counts"]
             rle = {"size": [rle_height, rle_width], "counts": counts.encode() if isinstance(counts, str) else counts}
-        mask = mask_utils.decode(rle).astype(bool)
-        if mask.shape != (height, width):
-            mask = resize_mask_nearest(mask[:, :, None], height, width)[:, :, 0]
-        return mask
+        if (rle_height, rle_width) == (height, width):
+            return rle
+        mask = mask_utils.decode([rle])  # [H, W, 1] uint8
+        return mask_utils.encode(np.asfortranarray(resize_mask_nearest(mask, height, width)))[0]
     return None

@@ -125,6 +125,15 @@ class Config:
         "mrcnn_mask_loss": 1.0,
     }
 
+    # Stages `fseg train` runs one after the other (ours; matterport's COCO sample hard-codes
+    # this schedule): the layer group, the epoch number to stop at, and the learning rate
+    # as a multiple of LEARNING_RATE.
+    TRAIN_SCHEDULE = [
+        {"layers": "heads", "epochs": 40, "lr_scale": 1.0},
+        {"layers": "4+", "epochs": 120, "lr_scale": 1.0},
+        {"layers": "all", "epochs": 160, "lr_scale": 0.1},
+    ]
+
     # Train the heads on RPN proposals (True) or on given ROIs (False).
     USE_RPN_ROIS = True
     # Train BatchNorm layers (False freezes them in inference mode, as matterport does).
@@ -224,6 +233,11 @@ def config_from_dict(settings: dict[str, Any], base: type[Config] = Config, sour
     return config
 
 
+def with_overrides(config: Config, source: str = "overrides", **settings) -> Config:
+    """A copy of ``config`` with some settings changed (derived values recomputed, all checked)."""
+    return config_from_dict(settings, base=type(config), source=source)
+
+
 def load_config(path: str | Path, base: type[Config] = Config) -> Config:
     """Read a TOML config file (flat ``KEY = value`` pairs) into a ``Config``."""
     path = Path(path)
@@ -252,5 +266,24 @@ def validate(config: Config, source: str = "config") -> None:
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and config.IMAGE_MAX_DIM % 64:
         raise ConfigError(f"{source}: IMAGE_MAX_DIM must be a multiple of 64, got {config.IMAGE_MAX_DIM}")
+    validate_schedule(config.TRAIN_SCHEDULE, source)
     if len(config.RPN_ANCHOR_SCALES) != len(config.BACKBONE_STRIDES):
         raise ConfigError(f"{source}: RPN_ANCHOR_SCALES needs one scale per BACKBONE_STRIDES entry")
+
+
+def validate_schedule(schedule, source: str = "config") -> None:
+    """TRAIN_SCHEDULE: a list of {layers: str, epochs: int, lr_scale: number}, epochs increasing."""
+    last = 0
+    for i, stage in enumerate(schedule):
+        where = f"{source}: TRAIN_SCHEDULE[{i}]"
+        if not isinstance(stage, dict) or set(stage) - {"layers", "epochs", "lr_scale"}:
+            raise ConfigError(f"{where} must be a table with keys layers, epochs and lr_scale")
+        if not isinstance(stage.get("layers"), str):
+            raise ConfigError(f"{where}.layers must be a string (heads, 3+, 4+, 5+, all or a regex)")
+        epochs = stage.get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= last:
+            raise ConfigError(f"{where}.epochs must be an integer above the previous stage's ({last})")
+        scale = stage.get("lr_scale", 1.0)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+            raise ConfigError(f"{where}.lr_scale must be a positive number")
+        last = epochs

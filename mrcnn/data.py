@@ -392,16 +392,18 @@ def minimize_masks(masks, boxes, mini_shape):
       [mh, mw, N] bool.
     """
     mini_h, mini_w = (float(v) for v in mini_shape)
-    size = tf.cast(tf.shape(masks)[:2], tf.float32)
-    y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
+    # One row/column of zeros around the masks, so samples up to half a pixel outside the image
+    # blend with 0 as in skimage (crop_and_resize would return its extrapolation value instead).
+    per_instance = tf.pad(tf.transpose(tf.cast(masks, tf.float32), [2, 0, 1]), [[0, 0], [1, 1], [1, 1]])
+    per_instance = per_instance[..., None]  # [N, H + 2, W + 2, 1]
+    last = tf.cast(tf.shape(per_instance)[1:3], tf.float32) - 1.0  # padded (H + 1, W + 1)
+    y1, x1, y2, x2 = tf.unstack(boxes + 1.0, axis=1)  # padded pixel frame
     # Pixel coordinates of the first and last sample centres of a half-pixel resize of the box.
     first_y = y1 + 0.5 * (y2 - y1) / mini_h - 0.5
     last_y = y1 + (mini_h - 0.5) * (y2 - y1) / mini_h - 0.5
     first_x = x1 + 0.5 * (x2 - x1) / mini_w - 0.5
     last_x = x1 + (mini_w - 0.5) * (x2 - x1) / mini_w - 0.5
-    crop_boxes = tf.stack([first_y / (size[0] - 1), first_x / (size[1] - 1),
-                           last_y / (size[0] - 1), last_x / (size[1] - 1)], axis=1)  # [N, 4] normalized
-    per_instance = tf.transpose(tf.cast(masks, tf.float32), [2, 0, 1])[..., None]  # [N, H, W, 1]
+    crop_boxes = tf.stack([first_y / last[0], first_x / last[1], last_y / last[0], last_x / last[1]], axis=1)
     count = tf.shape(boxes)[0]
     crops = tf.image.crop_and_resize(per_instance, crop_boxes, tf.range(count), tuple(mini_shape))  # [N, mh, mw, 1]
     return tf.transpose(crops[..., 0], [1, 2, 0]) > MASK_THRESHOLD

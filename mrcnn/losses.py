@@ -4,9 +4,10 @@ Every function returns a float32 scalar tensor. Predictions are cast to float32 
 (safe under mixed precision). The model's ``train_step`` sums them, each times its
 LOSS_WEIGHTS entry, plus :func:`weight_decay_loss`.
 
-Zero samples (no non-neutral anchor, no positive anchor or ROI) give 0.0 with zero,
-finite gradients, as in matterport. Two deliberate differences from matterport, both
-only where matterport is undefined or wrong:
+Zero samples (no non-neutral anchor, no positive anchor or ROI) give 0.0, as in matterport,
+still connected to the predictions, so their gradients are zeros (never None or NaN).
+
+Two deliberate differences from matterport, both only where matterport is undefined or wrong:
 
 * ``mrcnn_class_loss`` returns 0.0 instead of NaN when the active-class weights of the
   predicted classes sum to 0 (matterport divides 0 by 0).
@@ -27,8 +28,13 @@ _NO_DECAY_NAME_PARTS = ("gamma", "beta")
 
 
 def _mean_or_zero(values):
-    """Mean of all elements, or 0.0 when there are none (no NaN, zero gradients)."""
-    return tf.cond(tf.size(values) > 0, lambda: tf.reduce_mean(values), lambda: tf.constant(0.0))
+    """Mean of all elements, or 0.0 when there are none.
+
+    ``tf.where`` rather than ``tf.cond``: the result stays connected to the inputs, so a
+    zero-sample batch still yields (zero, finite) gradients instead of None, also eagerly.
+    The mean of an empty tensor is NaN, but its gradient is an empty tensor, so no NaN leaks.
+    """
+    return tf.where(tf.size(values) > 0, tf.reduce_mean(values), 0.0)
 
 
 def _smooth_l1(y_true, y_pred):
@@ -82,7 +88,8 @@ def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
     anchor order, has its target in row k of ``target_bbox[b]``.
 
     Args:
-      target_bbox: [B, T, (dy, dx, log dh, log dw)] float32, divided by RPN_BBOX_STD_DEV, zero rows after the positives.
+      target_bbox: [B, T, (dy, dx, log dh, log dw)] float32, divided by RPN_BBOX_STD_DEV,
+        zero rows after the positives.
       rpn_match: [B, A] or [B, A, 1] int, 1 marks the positive anchors.
       rpn_bbox: [B, A, (dy, dx, log dh, log dw)] float, raw RPN deltas (same scaling as the targets).
     Returns:

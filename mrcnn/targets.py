@@ -126,7 +126,14 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, *, anchors_per_image=256,
 
     Graph-safe: usable in ``tf.data`` ``map`` with a static or dynamic number of boxes.
     IoUs are computed in float64 like matterport's NumPy code, so threshold and tie
-    decisions match it exactly when ``anchors`` are its float64 anchors.
+    decisions match it exactly when ``anchors`` are its float64 anchors; the deltas come
+    from :func:`boxes.box_refinement` in float32 (matterport: float64, then cast), which
+    differs by float32 rounding only.
+
+    matterport's rules are kept as they are, including two edge cases: an instance box
+    that overlaps no anchor makes every anchor with IoU 0 positive (all tie for its best),
+    so callers must drop empty boxes first; and an image without instances (which
+    matterport's generator skips) gets only negatives and neutrals here.
 
     Args:
       anchors: [A, (y1, x1, y2, x2)] float32 or float64, pixels of the molded image.
@@ -260,7 +267,8 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
     Returns:
       rois: [T, (y1, x1, y2, x2)] float32, normalized: positives, then negatives, then zeros.
       roi_class_ids: [T] int32, the matched instance's class for positives, else 0.
-      deltas: [T, (dy, dx, log dh, log dw)] float32, ROI -> matched box, divided by bbox_std_dev; 0 if not positive.
+      deltas: [T, (dy, dx, log dh, log dw)] float32, ROI -> matched box, divided by bbox_std_dev;
+        0 if not positive.
       masks: [T, mh, mw] float32 0/1, the matched mask inside the ROI; 0 if not positive.
     """
     proposals = tf.cast(proposals, tf.float32)

@@ -220,6 +220,7 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
         validation_data=val_data,
         validation_steps=config.VALIDATION_STEPS if val_data is not None else None,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     )
     guard = callbacks[0]

@@ -24,6 +24,7 @@ from df2coco.synthetic.scene import Featured, PlacedGarment, make_scene
 
 PAIR_WINDOW = 6  # images per window of the pair plan; each window holds two pairs of 2-4 images
 UNLABELED_LANDMARK_RATE = 0.05
+MIN_ASPECT = 0.6  # smallest height / width (and width / height) of an image
 
 
 def pair_info(seed: int, index: int) -> tuple[int, str]:
@@ -108,6 +109,17 @@ def image_dict(garments: list[PlacedGarment], source: str, pair_id: int, width: 
     return _shuffled(top, rng)
 
 
+def image_size(rng: np.random.Generator, min_side: int, max_side: int) -> tuple[int, int]:
+    """(height, width) in [min_side, max_side] px, with an aspect ratio height / width in [0.6, 1/0.6].
+
+    Very flat or very tall photos would shrink the garments to a few pixels once resized for training.
+    """
+    width = int(rng.integers(min_side, max_side + 1))
+    lo = max(min_side, int(np.ceil(width * MIN_ASPECT)))
+    hi = min(max_side, int(np.floor(width / MIN_ASPECT)))
+    return int(rng.integers(lo, hi + 1)), width
+
+
 def make_image_record(rng_or_seed: np.random.Generator | int, index: int, *, min_side: int = 160,
                       max_side: int = 640) -> tuple[np.ndarray, dict]:
     """One clean synthetic image and its DeepFashion2 annotation, in memory.
@@ -115,7 +127,8 @@ def make_image_record(rng_or_seed: np.random.Generator | int, index: int, *, min
     rng_or_seed: an int split seed (then the result equals image ``index`` of
     ``generate_split(..., seed)``, before JPEG compression and quirks), or a numpy
     Generator (then pair_id = index and the source is drawn from it).
-    Returns (image uint8 [H, W, 3] RGB with min_side <= H, W <= max_side, annotation dict).
+    Returns (image uint8 [H, W, 3] RGB with min_side <= H, W <= max_side and 0.6 <= H / W <= 1 / 0.6,
+    annotation dict).
     """
     if isinstance(rng_or_seed, np.random.Generator):
         rng = rng_or_seed
@@ -126,6 +139,6 @@ def make_image_record(rng_or_seed: np.random.Generator | int, index: int, *, min
         rng = np.random.default_rng([seed, index, 0])
         pair_id, source = pair_info(seed, index)
         featured = featured_garment(seed, pair_id)
-    height, width = (int(v) for v in rng.integers(min_side, max_side + 1, size=2))
+    height, width = image_size(rng, min_side, max_side)
     img, garments = make_scene(rng, height, width, featured, plain=(source == "shop" and rng.random() < 0.7))
     return img, image_dict(garments, source, pair_id, width, height, rng)

@@ -21,7 +21,7 @@ from df2coco.synthetic import render
 from df2coco.synthetic.shapes import BOTTOMS, DRESSES, OUTWEAR, TROUSERS, build_shape, place_shape, \
     sample_on_outline
 
-MAX_COVERED = 0.3  # largest fraction of a garment that later garments may hide
+MAX_COVERED = 0.25  # largest fraction of a garment that later garments may hide
 ITEM_COUNT_WEIGHTS = (0.3, 0.35, 0.2, 0.15)  # P(1), P(2), P(3), P(4) garments per image
 PLACEMENT_TRIES = 24  # random positions tried per garment (shrinking every 8) before it is dropped
 
@@ -54,6 +54,8 @@ class PlacedGarment:
     landmarks: np.ndarray | None = None
     landmark_hidden: np.ndarray | None = None
     covered: float = 0.0
+    area: int = 0  # pixels in mask
+    hidden_px: int = 0  # pixels of mask hidden by the garments placed after it so far
 
 
 def _height_fraction(category: int, rng: np.random.Generator) -> float:
@@ -83,14 +85,29 @@ def _draw_rank(category: int) -> int:
     return 0 if category in BOTTOMS else 2 if category in OUTWEAR else 1
 
 
-def _fill_mask(outline: np.ndarray, height: int, width: int) -> np.ndarray:
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [outline.astype(np.int32)], 1)
-    return mask.astype(bool)
+def _box_mask(outline: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The filled outline within its bounding box: ((row slice, column slice), bool [h, w])."""
+    x0, y0 = outline.min(axis=0)
+    x1, y1 = outline.max(axis=0) + 1
+    crop = np.zeros((int(y1 - y0), int(x1 - x0)), np.uint8)
+    cv2.fillPoly(crop, [(outline - (x0, y0)).astype(np.int32)], 1)
+    return (slice(int(y0), int(y1)), slice(int(x0), int(x1))), crop.astype(bool)
 
 
-def _try_place(category: int, rng, height: int, width: int, placed: list[PlacedGarment], covered: list[np.ndarray]):
-    """Find a position for one garment; returns (pixel shape, outline int32, mask) or None."""
+def _hides_too_much(box, crop: np.ndarray, placed: list[PlacedGarment], hidden: list[np.ndarray]) -> bool:
+    """True if a new garment (``crop`` at ``box``) would hide more than MAX_COVERED of an earlier one.
+
+    hidden: per placed garment, bool [H, W], its pixels already hidden by later garments.
+    """
+    for g, h in zip(placed, hidden):
+        extra = int(np.count_nonzero(crop & g.mask[box] & ~h[box]))
+        if g.hidden_px + extra > MAX_COVERED * g.area:
+            return True
+    return False
+
+
+def _try_place(category: int, rng, height: int, width: int, placed: list[PlacedGarment], hidden: list[np.ndarray]):
+    """Find a position for one garment; returns (pixel shape, outline int32, box, box mask) or None."""
     shape = build_shape(category, rng)
     target_h = _height_fraction(category, rng) * height
     angle = float(np.clip(rng.normal(0.0, 4.0), -10, 10))
@@ -106,11 +123,11 @@ def _try_place(category: int, rng, height: int, width: int, placed: list[PlacedG
         cy = _centre_y_fraction(category, rng) * height
         y0 = float(np.clip(cy - h_px / 2, 1, height - 2 - h_px))
         outline = np.round(px.outline + (x0, y0)).astype(np.int32)
-        mask = _fill_mask(outline, height, width)
-        if all(((cov | mask) & g.mask).sum() <= MAX_COVERED * g.mask.sum() for g, cov in zip(placed, covered)):
+        box, crop = _box_mask(outline)
+        if not _hides_too_much(box, crop, placed, hidden):
             px.seams = [s + (x0, y0) for s in px.seams]
             px.buttons = px.buttons + (x0, y0) if len(px.buttons) else px.buttons
-            return px, outline, mask
+            return px, outline, box, crop
     return None
 
 
@@ -126,7 +143,7 @@ def _finish_occlusion(garments: list[PlacedGarment], height: int, width: int) ->
     """Set covered fraction, landmarks and landmark visibility once all garments are placed."""
     above = np.zeros((height, width), bool)  # union of garments drawn after the current one
     for g in reversed(garments):
-        g.covered = float((g.mask & above).sum()) / max(int(g.mask.sum()), 1)
+        g.covered = float(np.count_nonzero(g.mask & above)) / max(g.area, 1)
         n = CATEGORY_BY_ID[g.category].num_landmarks
         pts = np.round(sample_on_outline(g.outline.astype(np.float64), n)).astype(np.int32)
         pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
@@ -150,24 +167,30 @@ def make_scene(rng: np.random.Generator, height: int, width: int, featured: Feat
     cats = _choose_categories(rng, featured)
     order = sorted(range(len(cats)), key=lambda i: (_draw_rank(cats[i]), rng.random()))
     garments: list[PlacedGarment] = []
-    covered: list[np.ndarray] = []  # per placed garment: union of later masks so far
+    hidden: list[np.ndarray] = []  # per placed garment: its pixels hidden by later garments so far
     for i in order:
         cat = cats[i]
-        found = _try_place(cat, rng, height, width, garments, covered)
+        found = _try_place(cat, rng, height, width, garments, hidden)
         if found is None:
             continue
-        px, outline, mask = found
+        px, outline, box, crop = found
+        mask = np.zeros((height, width), bool)
+        mask[box] = crop
         is_featured = featured is not None and i == 0
         x0, y0 = outline.min(axis=0)
         x1, y1 = outline.max(axis=0)
         under = img[y0:y1 + 1, x0:x1 + 1].reshape(-1, 3).mean(axis=0)
         colour = featured.colour if is_featured else render.contrasting_colour(rng, under)
         render.draw_garment(rng, img, outline, px.seams, px.buttons, colour)
-        covered = [c | mask for c in covered] + [np.zeros_like(mask)]
+        for g, h in zip(garments, hidden):
+            h[box] |= crop & g.mask[box]
+            g.hidden_px = int(np.count_nonzero(h))
+        hidden.append(np.zeros_like(mask))
         viewpoint = int(rng.choice(3, p=(0.3, 0.55, 0.15))) + 1
-        garments.append(PlacedGarment(cat, outline, px.parts, mask, featured.style if is_featured else 0, viewpoint))
+        garments.append(PlacedGarment(cat, outline, px.parts, mask, featured.style if is_featured else 0, viewpoint,
+                                      area=int(np.count_nonzero(crop))))
     if not garments:  # cannot happen with sane sizes; keep the contract anyway
         return make_scene(rng, height, width, featured, plain)
     _finish_occlusion(garments, height, width)
-    img = render.add_noise(rng, img, float(rng.uniform(0.0, 4.0)))
+    img = render.add_noise(rng, img, float(rng.uniform(2.0, 7.0)))
     return img, garments

@@ -22,7 +22,7 @@ from df2coco.synthetic import quirks
 from df2coco.synthetic.annotation import make_image_record
 
 JPEG_QUALITY = 90
-CHUNK = 32  # images per task sent to a worker
+CHUNK = 32  # most images per task sent to a worker
 
 
 @dataclass
@@ -101,9 +101,11 @@ def _run_chunk(args: tuple[_Job, int, int]) -> tuple[int, list[int], list[tuple[
     return stop - start, cats, records
 
 
-def _chunks(job: _Job, num_images: int):
-    for start in range(1, num_images + 1, CHUNK):
-        yield job, start, min(start + CHUNK, num_images + 1)
+def _chunks(job: _Job, num_images: int, workers: int):
+    """(job, first index, stop index) tasks; small splits get small chunks so every worker has work."""
+    size = max(1, min(CHUNK, -(-num_images // (4 * workers))))
+    for start in range(1, num_images + 1, size):
+        yield job, start, min(start + size, num_images + 1)
 
 
 def _pool_context():
@@ -146,19 +148,19 @@ def generate_split(out_dir, num_images: int, seed: int = 0, *, quirk_rate: float
     if with_annos:
         (out / "annos").mkdir(parents=True, exist_ok=True)
     job = _Job(str(out), int(seed), float(quirk_rate), int(min_side), int(max_side), bool(with_annos))
-    workers = max(1, min(workers or os.cpu_count() or 1, (num_images + CHUNK - 1) // CHUNK or 1))
+    workers = max(1, min(workers or os.cpu_count() or 1, num_images))
     cats: Counter = Counter()
     records: list[tuple[str, str | None, str]] = []
     with _progress_bar(num_images, progress) as bar:
         if workers == 1:
-            results = map(_run_chunk, _chunks(job, num_images))
+            results = map(_run_chunk, _chunks(job, num_images, workers))
             for n, c, r in results:
                 cats.update(c)
                 records += r
                 bar.update(n)
         else:
             with _pool_context().Pool(workers, initializer=_init_worker) as pool:
-                for n, c, r in pool.imap_unordered(_run_chunk, _chunks(job, num_images)):
+                for n, c, r in pool.imap_unordered(_run_chunk, _chunks(job, num_images, workers)):
                     cats.update(c)
                     records += r
                     bar.update(n)

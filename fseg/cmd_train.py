@@ -1,0 +1,194 @@
+"""``fseg train``: fine-tune Mask R-CNN on a COCO file, on CPU, one GPU, several, or several machines."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, user_errors
+
+HELP = """Train Mask R-CNN on a COCO annotations file (e.g. from `fseg convert`).
+
+\b
+Examples:
+  # fine-tune matterport's COCO weights on DeepFashion2 (heads, then 4+, then all: the
+  # config's TRAIN_SCHEDULE), checkpoints under logs/deepfashion2<timestamp>/
+  fseg train --annotations train.json --images DeepFashion2/train/image \\
+             --val-annotations val.json --val-images DeepFashion2/validation/image \\
+             --weights mask_rcnn_coco.h5
+  # resume the newest run of the config where it stopped
+  fseg train --annotations train.json --images DeepFashion2/train/image --weights last
+  # one stage only: the heads, up to epoch 5, 100 steps per epoch, on 2 GPUs
+  fseg train ... --layers heads --epochs 5 --steps-per-epoch 100 --gpus 2
+
+Weights whose class count differs from the config's NUM_CLASSES (such as the
+81-class COCO file) are loaded without the class-specific head layers.
+With TF_CONFIG set, training runs across machines (MultiWorkerMirroredStrategy).
+"""
+
+
+@click.command(help=HELP, short_help="Train Mask R-CNN on a COCO annotations file.")
+@click.option("--annotations", "annotations", required=True, type=click.Path(dir_okay=False),
+              help="COCO instances JSON of the training images.")
+@click.option("--images", "images", required=True, type=click.Path(file_okay=False),
+              help="Folder the training file names are relative to.")
+@click.option("--val-annotations", type=click.Path(dir_okay=False), help="COCO JSON of the validation images.")
+@click.option("--val-images", type=click.Path(file_okay=False), help="Folder of the validation images.")
+@click.option("--weights", "weights", required=True,
+              help="Starting weights: a matterport .h5 file, 'last' (resume the newest checkpoint of this "
+                   "config under --logs) or 'none' (random initialisation).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Model config TOML [default: configs/deepfashion2.toml].")
+@click.option("--layers", help="Train only this layer group (heads, 3+, 4+, 5+, all, or a regex) "
+                               "instead of the config's TRAIN_SCHEDULE.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="With --layers: the epoch to stop at [default: 1]. Alone: stop the schedule there.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Training steps per epoch (STEPS_PER_EPOCH).")
+@click.option("--validation-steps", type=click.IntRange(min=1), help="Validation steps per epoch.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate (LEARNING_RATE); schedule stages scale it by their lr_scale.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs to train on (tf.distribute.MirroredStrategy when > 1).")
+@click.option("--mixed-precision", is_flag=True, help="Compute in float16 with float32 weights (GPUs).")
+@click.option("--logs", "logs_dir", default="logs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the run folders (checkpoints, CSV and TensorBoard logs).")
+@click.option("--seed", type=int, help="Seed of the data order and augmentation.")
+@click.option("--no-augment", is_flag=True, help="Switch off flips, scale jitter and colour changes.")
+def train(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
+          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment):
+    if (val_annotations is None) != (val_images is None):
+        raise CommandError("--val-annotations and --val-images go together", EXIT_USAGE)
+    for path in (annotations, val_annotations):
+        if path is not None and not Path(path).is_file():
+            raise CommandError(f"annotations file not found: {path}", EXIT_USAGE)
+    for folder in (images, val_images):
+        if folder is not None and not Path(folder).is_dir():
+            raise CommandError(f"images folder not found: {folder}", EXIT_USAGE)
+
+    from fseg.cli_util import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from fseg import paths
+    from mrcnn.config import ConfigError, load_config, with_overrides
+    from mrcnn.dataset import DatasetError
+
+    config_file = Path(config_path) if config_path else paths.default_config_path()
+    with user_errors(ConfigError):
+        config = load_config(config_file)
+    strategy = _strategy(gpus)
+    overrides = {"GPU_COUNT": strategy.num_replicas_in_sync}
+    if steps_per_epoch:
+        overrides["STEPS_PER_EPOCH"] = steps_per_epoch
+    if validation_steps:
+        overrides["VALIDATION_STEPS"] = validation_steps
+    if learning_rate:
+        overrides["LEARNING_RATE"] = learning_rate
+    with user_errors(ConfigError):
+        config = with_overrides(config, source="command line", **overrides)
+    stages = _stages(config, layers, epochs)
+    if mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    echo_err(f"config: {config_file} (NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
+             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s))")
+
+    with user_errors(DatasetError):
+        train_set = _load_dataset(annotations, images, config, "training")
+        val_set = _load_dataset(val_annotations, val_images, config, "validation") if val_annotations else None
+
+    from mrcnn.model import MaskRCNN
+
+    model = MaskRCNN(mode="training", config=config, model_dir=logs_dir, strategy=strategy)
+    _load_starting_weights(model, weights, logs_dir)
+    echo_err(f"run folder: {model.log_dir} (starting after epoch {model.epoch})")
+    try:
+        for stage in stages:
+            lr = config.LEARNING_RATE * stage["lr_scale"]
+            echo_err(f"stage: layers {stage['layers']}, up to epoch {stage['epochs']}, learning rate {lr:g}")
+            model.train(train_set, val_set, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
+                        augmentation=not no_augment, seed=seed)
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted after epoch {model.epoch}; resume with --weights last "
+                           f"(checkpoints in {model.log_dir})", 130) from None
+    except FloatingPointError as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from None
+    echo_err(f"done: epoch {model.epoch}; checkpoints in {model.log_dir}")
+
+
+def _strategy(gpus: int):
+    """MultiWorkerMirroredStrategy with TF_CONFIG, MirroredStrategy for several GPUs, else the default."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if gpus > 1:
+        found = tf.config.list_logical_devices("GPU")
+        if len(found) < gpus:
+            raise CommandError(f"--gpus {gpus} asked, but TensorFlow sees {len(found)} GPU(s)", EXIT_USAGE)
+        return tf.distribute.MirroredStrategy([d.name for d in found[:gpus]])
+    return tf.distribute.get_strategy()
+
+
+def _stages(config, layers, epochs) -> list[dict]:
+    """The training stages: one from --layers/--epochs, else the config's TRAIN_SCHEDULE."""
+    from mrcnn.trainer import layer_regex
+
+    if layers is not None:
+        try:
+            layer_regex(layers)
+        except Exception as exc:  # re.error
+            raise CommandError(f"--layers {layers!r} is neither a layer group nor a regex ({exc})", EXIT_USAGE)
+        return [{"layers": layers, "epochs": epochs or 1, "lr_scale": 1.0}]
+    stages = [dict(s) for s in config.TRAIN_SCHEDULE]
+    if epochs is not None:
+        stages = [s for s in stages if s["epochs"] < epochs] + [
+            {**next((s for s in stages if s["epochs"] >= epochs), stages[-1]), "epochs": epochs}]
+    return stages
+
+
+def _load_dataset(annotations, images, config, what):
+    from mrcnn.coco import CocoDataset
+
+    dataset = CocoDataset()
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.prepare()
+    echo_err(f"{what}: {dataset.num_images} images ({dataset.num_missing_images} missing on disk, "
+             f"{dataset.num_empty_images} without instances)")
+    for line in dataset.problems[:5]:
+        echo_err(f"  {line}")
+    if len(dataset.problems) > 5:
+        echo_err(f"  ... and {len(dataset.problems) - 5} more")
+    if dataset.num_images < config.BATCH_SIZE:
+        raise CommandError(f"{what} set has {dataset.num_images} usable images, fewer than the batch size "
+                           f"{config.BATCH_SIZE}", EXIT_USAGE)
+    return dataset
+
+
+def _load_starting_weights(model, weights: str, logs_dir) -> None:
+    from mrcnn.model import HEAD_LAYERS_BY_CLASS
+    from mrcnn.weights import WeightsError, inspect_weights
+
+    if weights == "none":
+        echo_err("weights: random initialisation")
+        return
+    if weights == "last":
+        try:
+            path = model.find_last()
+        except FileNotFoundError:
+            raise CommandError(f"--weights last: no checkpoint of {model.config.NAME!r} under {logs_dir}",
+                               EXIT_USAGE) from None
+    else:
+        path = weights
+        if not Path(path).is_file():
+            raise CommandError(f"weights file not found: {path}", EXIT_USAGE)
+    with user_errors(WeightsError, exit_code=EXIT_FAILED):
+        file_classes = inspect_weights(path).num_classes
+        exclude = []
+        if file_classes is not None and file_classes != model.config.NUM_CLASSES:
+            exclude = HEAD_LAYERS_BY_CLASS
+            echo_err(f"weights: {path} has {file_classes} classes, the config {model.config.NUM_CLASSES}: "
+                     f"loading all but the class-specific heads ({', '.join(exclude)})")
+        report = model.load_weights(str(path), by_name=True, exclude=exclude)
+    echo_err(f"weights: {path} ({len(report.loaded)} layers loaded)")
