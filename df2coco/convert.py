@@ -9,6 +9,7 @@ flight, so memory stays bounded whatever the split size.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -131,7 +132,8 @@ def _numbered_files(folder: Path, extensions: tuple[str, ...], problems: list[Pr
     return {n: path for n, (_, path) in found.items()}
 
 
-def convert_split(split_dir: str | Path | None, out_path: str | Path, *, images_dir=None, annos_dir=None,
+def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
+                  images_dir: str | Path | None = None, annos_dir: str | Path | None = None,
                   workers: int | None = None, area_mode: str = "mask", keypoints: bool = True,
                   limit: int | None = None, strict: bool = False, report_path: str | Path | None = None,
                   force: bool = False, progress: bool = False) -> ConvertResult:
@@ -207,7 +209,6 @@ def _check_options(out_path: Path, report_path: Path | None, area_mode: str, lim
 
 def _open_report(report_path: Path | None):
     if report_path is None:
-        import contextlib
         return contextlib.nullcontext()
     return AtomicTextFile(report_path)
 

@@ -210,14 +210,19 @@ def _is_int(value) -> bool:
 
 
 def _is_number_list(value) -> bool:
-    """True for a list of ints/floats. ``sum`` runs in C and raises on anything else."""
+    """True for a list of finite ints/floats.
+
+    ``sum`` runs in C and raises on anything that is not a number; a NaN or an
+    infinity (which Python's json accepts) makes the sum NaN or infinite, and
+    ``total - total`` is then NaN, which is not 0.
+    """
     if not isinstance(value, list):
         return False
     try:
-        sum(value)
+        total = sum(value)
     except TypeError:
         return False
-    return True
+    return total - total == 0
 
 
 def _short_repr(value, limit: int = 60) -> str:

@@ -14,6 +14,7 @@ COMMANDS = [
     ("fseg.cmd_convert", "stats"),
     ("fseg.cmd_train", "train"),
     ("fseg.cmd_predict", "predict"),
+    ("fseg.cmd_evaluate", "evaluate"),
     ("fseg.cmd_weights", "weights"),
 ]
 

@@ -75,10 +75,11 @@ def convert(split_dir, out_path, images_dir, annos_dir, workers, area_mode, keyp
 @click.argument("coco_file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON instead of text.")
 def stats(coco_file, as_json):
-    """Summarise a COCO instances file: images, instances per category (with a
-    bar each), instances per image, mask-area quantiles, COCO size ranges, and
-    the counts of each attribute value (scale, occlusion, zoom_in, viewpoint,
-    source).
+    """Summarise a COCO instances file, such as the output of fseg convert.
+
+    Prints images and annotations, instances per category (with a bar each),
+    instances per image, area quantiles and COCO size ranges, and the counts of
+    each attribute value (scale, occlusion, zoom_in, viewpoint, source).
 
     Reads the file once with Python's json module, dropping polygons and
     keypoints as it goes, so memory stays near the file's size.

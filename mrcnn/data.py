@@ -384,7 +384,8 @@ def extract_boxes(masks):
 def minimize_masks(masks, boxes, mini_shape):
     """Each mask cropped to its box and resized to mini_shape (matterport's minimize_mask, in TensorFlow).
 
-    Bilinear with half-pixel centres inside the box, like resizing ``mask[y1:y2, x1:x2]``, then > 0.5.
+    Bilinear with half-pixel centres inside the box, like skimage resizing ``mask[y1:y2, x1:x2]``
+    (zero beyond the box, output clipped to the input's range), then > 0.5.
     Args:
       masks: [H, W, N] bool. boxes: [N, (y1, x1, y2, x2)] float32 pixels, (y2, x2) exclusive, non-empty.
       mini_shape: (mh, mw), e.g. (56, 56).
@@ -406,7 +407,11 @@ def minimize_masks(masks, boxes, mini_shape):
     crop_boxes = tf.stack([first_y / last[0], first_x / last[1], last_y / last[0], last_x / last[1]], axis=1)
     count = tf.shape(boxes)[0]
     crops = tf.image.crop_and_resize(per_instance, crop_boxes, tf.range(count), tuple(mini_shape))  # [N, mh, mw, 1]
-    return tf.transpose(crops[..., 0], [1, 2, 0]) > MASK_THRESHOLD
+    mini = tf.transpose(crops[..., 0], [1, 2, 0]) > MASK_THRESHOLD  # [mh, mw, N]
+    # skimage clips its output to the input's range: a box the mask fills completely stays all True.
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    filled = tf.reduce_sum(tf.cast(masks, tf.float32), axis=[0, 1]) >= area  # [N]
+    return tf.logical_or(mini, filled)
 
 
 def _pad_instances(values, size: int, axis: int):

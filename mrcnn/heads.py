@@ -67,13 +67,15 @@ def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int) -
     """The Region Proposal Network, one small model applied to every FPN level.
 
     Input: a feature map [B, h, w, depth].
+    The shared 3x3 conv has 2 * depth channels (matterport's 512 for its depth 256), so a
+    config with a narrower pyramid (TOP_DOWN_PYRAMID_SIZE) gets a proportionally lighter RPN.
     Outputs:
         rpn_class_logits [B, h*w*A, 2] (background, foreground) logits
         rpn_probs        [B, h*w*A, 2] softmax of the logits
         rpn_bbox         [B, h*w*A, (dy, dx, log(dh), log(dw))] deltas, divided by RPN_BBOX_STD_DEV
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
+    shared = layers.Conv2D(2 * depth, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     rpn_class_logits = AnchorsPerImage(2, name="rpn_class_logits_flat")(x)
@@ -118,16 +120,19 @@ def fpn_classifier_head(pooled_rois, num_rois: int, num_classes: int, fc_layers_
 def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool = False):
     """Mask head: four 3x3 convs, a 2x up-convolution and a per-class sigmoid.
 
+    The convs are as wide as the pooled features (matterport: 256 = TOP_DOWN_PYRAMID_SIZE).
+
     Args:
-        pooled_rois: [B, N, 14, 14, 256] ROIAligned features.
+        pooled_rois: [B, N, 14, 14, D] ROIAligned features (D = TOP_DOWN_PYRAMID_SIZE).
     Returns:
         masks [B, N, 28, 28, num_classes] float32 in [0, 1].
     """
-    x = FoldRois(name="mrcnn_mask_fold")(pooled_rois)  # [B*N, 14, 14, 256]
+    width = pooled_rois.shape[-1]
+    x = FoldRois(name="mrcnn_mask_fold")(pooled_rois)  # [B*N, 14, 14, D]
     for i in range(1, 5):
-        x = layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = layers.Conv2D(width, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
-    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2DTranspose(width, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)  # [B*N, 28, 28, C]
     return UnfoldRois(num_rois, name="mrcnn_mask_unfold")(x)

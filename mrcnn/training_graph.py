@@ -61,6 +61,24 @@ class ConstantAnchors(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
+class StopGradient(layers.Layer):
+    """Identity whose output is a constant for backprop.
+
+    The proposals are treated as fixed inputs of the second stage (as torchvision
+    and Detectron do): without this, the box-regression loss would also pull the
+    *targets* (computed from the proposals) toward the predictions, sending a
+    spurious gradient into the RPN. matterport has no such stop; the loss values
+    are the same either way.
+    """
+
+    def call(self, x):
+        return tf.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class NormalizeGtBoxes(layers.Layer):
     """[B, G, 4] pixel boxes -> normalised by the molded image size (taken from the image tensor)."""
 
@@ -118,6 +136,7 @@ def build_training_model(config) -> keras.Model:
         rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
         name="ROI",
     )([rpn_class, rpn_bbox, anchors])  # [B, POST_NMS_ROIS_TRAINING, 4] normalised
+    rpn_rois = StopGradient(name="rpn_rois_fixed")(rpn_rois)
 
     gt_boxes = NormalizeGtBoxes(name="input_gt_boxes_normalized")([inputs["input_gt_boxes"], image])
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(

@@ -10,11 +10,14 @@ Steps:
      for comparison, from a matterport-style Python generator wrapped in
      ``tf.data.Dataset.from_generator`` (PIL decode, ``load_mask`` at full size,
      skimage/scipy resize_image + resize_mask + minimize_mask from mrcnn.imaging,
-     the same RPN targets). The first batches are warm-up and not timed.
+     the same RPN targets). The first batches are warm-up and not timed;
+  4. with --train-step, also time one training step of a small model (resnet50, the same
+     pipeline feeding ``mrcnn.trainer.TrainingModel.fit``) at each size, for issue 4's target:
+     the pipeline must deliver images at least 3x faster than the step consumes them.
 
 Usage:
   python3 scripts/bench_input_pipeline.py [--images 200] [--batches 40] [--sizes 256,1024]
-      [--cache ~/.cache/fseg/bench] [--skip-generator]
+      [--cache ~/.cache/fseg/bench] [--skip-generator] [--train-step]
 Prints a Markdown table and a JSON summary.
 """
 from __future__ import annotations
@@ -70,6 +73,25 @@ def time_batches(dataset, batches: int, batch_size: int) -> float:
     for _ in range(batches):
         next(iterator)
     return batches * batch_size / (time.perf_counter() - start)
+
+
+def time_train_step(dataset, config, steps: int = 5) -> float:
+    """Images per second of TrainingModel.fit (resnet50, BatchNorm trained, 64 ROIs) fed by the pipeline."""
+    import time as clock
+
+    from mrcnn.data import build_training_dataset
+    from mrcnn.trainer import TrainingModel, make_optimizer
+    from mrcnn.training_graph import build_training_model
+
+    config.BACKBONE, config.TRAIN_BN = "resnet50", True
+    config.TRAIN_ROIS_PER_IMAGE, config.POST_NMS_ROIS_TRAINING = 64, 500
+    model = TrainingModel(build_training_model(config), config)
+    model.compile(optimizer=make_optimizer(config, 0.001))
+    train = build_training_dataset(dataset, config, seed=0)
+    model.fit(train, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up: tracing
+    start = clock.perf_counter()
+    model.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * config.BATCH_SIZE / (clock.perf_counter() - start)
 
 
 def matterport_style_generator(dataset, config):
@@ -138,6 +160,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,1024", help="IMAGE_MAX_DIM values, comma-separated")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fseg" / "bench")
     parser.add_argument("--skip-generator", action="store_true", help="do not time the Python generator")
+    parser.add_argument("--train-step", action="store_true", help="also time a training step (slow)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -163,6 +186,9 @@ def main() -> None:
             generator = matterport_style_generator(dataset, config)
             rows.append({"size": side, "source": "Python generator (matterport style)",
                          "images_per_s": time_batches(generator, batches, config.BATCH_SIZE)})
+        if args.train_step:
+            rows.append({"size": side, "source": "training step, resnet50 (TrainingModel.fit)",
+                         "images_per_s": time_train_step(dataset, make_config(side, args.batch_size))})
     print(f"\n{args.images} generated images, batch {args.batch_size}, {os.cpu_count()} cores, TF {tf.__version__}\n")
     print("| IMAGE_MAX_DIM | source | images/s |\n|---|---|---|")
     for row in rows:

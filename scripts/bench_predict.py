@@ -33,7 +33,7 @@ Setup (torchvision is a benchmark-only dependency, never installed by the projec
 (on aarch64: torch==2.9.1 torchvision==0.24.1). Without torch, --no-torchvision times fseg only.
 
 Usage:
-  python scripts/bench_predict.py [--runs 5] [--warmup 2] [--threads 2]
+  python scripts/bench_predict.py [--runs 5] [--warmup 2] [--rounds 1] [--threads 2]
       [--backbones resnet50,resnet101] [--torch-backbones resnet50,resnet101] [--json FILE]
 Prints a Markdown table (and writes the raw numbers as JSON with --json).
 """
@@ -70,17 +70,22 @@ def write_bench_image(path: Path) -> None:
     np.save(path, np.asarray(rgb, dtype=np.uint8))
 
 
-def time_calls(call, warmup: int, runs: int) -> tuple[list[float], list[int]]:
-    """Runs ``call()`` warmup + runs times; returns (seconds of the timed runs, detections per run)."""
+def time_calls(call, warmup: int, runs: int) -> dict:
+    """Runs ``call()`` (which returns its number of detections) warmup + runs times.
+
+    Returns {"seconds": wall seconds, "cpu_seconds": process CPU seconds (all threads),
+    "detections": counts}, one entry per timed run.
+    """
     for _ in range(warmup):
         call()
-    seconds, counts = [], []
+    timed = {"seconds": [], "cpu_seconds": [], "detections": []}
     for _ in range(runs):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         count = call()
-        seconds.append(time.perf_counter() - start)
-        counts.append(int(count))
-    return seconds, counts
+        timed["seconds"].append(time.perf_counter() - wall)
+        timed["cpu_seconds"].append(time.process_time() - cpu)
+        timed["detections"].append(int(count))
+    return timed
 
 
 # ------------------------------------------------------------- fseg worker
@@ -127,8 +132,8 @@ def run_fseg(backbone: str, image_path: str, threads: int, warmup: int, runs: in
     start = time.perf_counter()
     call()  # the first call traces the tf.function
     first_call = time.perf_counter() - start
-    seconds, counts = time_calls(call, max(warmup - 1, 0), runs)
-    return {"framework": "fseg", "backbone": backbone, "seconds": seconds, "detections": counts,
+    timed = time_calls(call, max(warmup - 1, 0), runs)
+    return {"framework": "fseg", "backbone": backbone, **timed,
             "build_seconds": build_seconds, "first_call_seconds": first_call,
             "parameters": int(model.keras_model.count_params()),
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
@@ -174,8 +179,8 @@ def run_torchvision(backbone: str, image_path: str, threads: int, warmup: int, r
     start = time.perf_counter()
     call()
     first_call = time.perf_counter() - start
-    seconds, counts = time_calls(call, max(warmup - 1, 0), runs)
-    return {"framework": "torchvision", "backbone": backbone, "seconds": seconds, "detections": counts,
+    timed = time_calls(call, max(warmup - 1, 0), runs)
+    return {"framework": "torchvision", "backbone": backbone, **timed,
             "build_seconds": build_seconds, "first_call_seconds": first_call,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__}}
@@ -211,24 +216,42 @@ def run_worker(framework: str, backbone: str, image: Path, args) -> dict:
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_rss_mib"] = usage.ru_maxrss / 1024.0
     result["process_seconds"] = time.perf_counter() - start
+    result["load_average_1min_at_end"] = os.getloadavg()[0]
     return result
 
 
+def merge_rounds(results: list[dict]) -> list[dict]:
+    """Pools the runs of the same model over rounds (first-seen order); peak RSS is the max of the rounds."""
+    merged: dict[tuple[str, str], dict] = {}
+    for r in results:
+        key = (r["framework"], r["backbone"])
+        if key not in merged:
+            merged[key] = {**r, "rounds": 1}
+            continue
+        m = merged[key]
+        for field in ("seconds", "cpu_seconds", "detections"):
+            m[field] = m[field] + r[field]
+        m["peak_rss_mib"] = max(m["peak_rss_mib"], r["peak_rss_mib"])
+        m["rounds"] += 1
+    return list(merged.values())
+
+
 def summarize(results: list[dict]) -> str:
-    """Markdown table of the results, with ratios to torchvision resnet50 and to the same-backbone torchvision."""
+    """Markdown table: median wall and CPU seconds per image, peak RSS, ratios to torchvision."""
     medians = {(r["framework"], r["backbone"]): statistics.median(r["seconds"]) for r in results}
     reference = medians.get(("torchvision", "resnet50"))
-    lines = ["| model | s/image median | min | max | detections | peak RSS MiB | × tv r50 | × tv same backbone |",
+    lines = ["| model | s/image (median) | min–max | CPU s/image | detections | peak RSS MiB "
+             "| × tv resnet50 | × tv same backbone |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         median = medians[(r["framework"], r["backbone"])]
         same = medians.get(("torchvision", r["backbone"]))
         ratio = f"{median / reference:.2f}" if reference else "-"
         ratio_same = f"{median / same:.2f}" if same else "-"
-        counts = sorted(set(r["detections"]))
-        lines.append(f"| {r['framework']} {r['backbone']} | {median:.2f} | {min(r['seconds']):.2f} | "
-                     f"{max(r['seconds']):.2f} | {'/'.join(map(str, counts))} | {r['peak_rss_mib']:.0f} | "
-                     f"{ratio} | {ratio_same} |")
+        counts = "/".join(map(str, sorted(set(r["detections"]))))
+        lines.append(f"| {r['framework']} {r['backbone']} | {median:.2f} | {min(r['seconds']):.2f}–"
+                     f"{max(r['seconds']):.2f} | {statistics.median(r['cpu_seconds']):.2f} | {counts} | "
+                     f"{r['peak_rss_mib']:.0f} | {ratio} | {ratio_same} |")
     return "\n".join(lines)
 
 
@@ -242,6 +265,9 @@ def parse_args(argv=None):
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--runs", type=int, default=5, help="timed calls per model (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model before timing")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every model this many times, in alternating order, and pool the runs "
+                             "(spreads the load of a shared machine evenly over the models)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads for both frameworks (default: all cores)")
     parser.add_argument("--backbones", default="resnet50,resnet101", help="fseg backbones to time")
@@ -262,21 +288,29 @@ def main(argv=None) -> None:
         worker_main(args)
         return
     jobs = [("fseg", b) for b in args.backbones.split(",") if b]
-    if not args.no_torchvision:
+    torch_jobs = [] if args.no_torchvision else [("torchvision", b) for b in args.torch_backbones.split(",") if b]
+    if torch_jobs:
         try:
             import torchvision  # noqa: F401  (checked here so the error is one line, not a worker traceback)
         except ImportError:
             raise SystemExit(f"Error: torchvision is not installed in {sys.executable}; install it with:\n"
                              f"  {TORCH_INSTALL}\nor pass --no-torchvision")
-        jobs = [("torchvision", b) for b in args.torch_backbones.split(",") if b] + jobs
+    # Each torchvision model right before the fseg model of the same backbone: paired runs see similar load.
+    backbones = list(dict.fromkeys(b for _, b in torch_jobs + jobs))
+    jobs = sorted(torch_jobs + jobs, key=lambda job: (backbones.index(job[1]), job[0] == "fseg"))
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         image = Path(tmp) / "image.npy"
         write_bench_image(image)
         load_before = load_average()
-        results = [run_worker(framework, backbone, image, args) for framework, backbone in jobs]
+        results = []
+        for round_index in range(args.rounds):
+            order = jobs if round_index % 2 == 0 else jobs[::-1]
+            results += [run_worker(framework, backbone, image, args) for framework, backbone in order]
+        results = merge_rounds(results)
         load_after = load_average()
     header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
-              f"{os.cpu_count()} cores, threads={args.threads}, runs={args.runs}, warmup={args.warmup}, "
+              f"{os.cpu_count()} cores, threads={args.threads}, rounds={args.rounds} x runs={args.runs}, "
+              f"warmup={args.warmup}, "
               f"load average before {load_before}, after {load_after}")
     versions = {k: v for r in results for k, v in r["versions"].items()}
     print(header)

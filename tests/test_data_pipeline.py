@@ -202,12 +202,14 @@ def test_mini_masks_round_trip_to_full_masks(dataset):
     for f, m in zip(full, mini):
         np.testing.assert_array_equal(f["input_gt_boxes"], m["input_gt_boxes"])
         count = int((f["input_gt_class_ids"] != 0).sum())
+        if count == 0:
+            continue
         boxes = f["input_gt_boxes"][:count].astype(np.int32)
         full_masks = f["input_gt_masks"][:, :, :count]
         mini_masks = m["input_gt_masks"][:, :, :count]
-        # Same as the NumPy minimize_mask (crop to box, bilinear, round) up to rare ties.
+        # Same as the NumPy minimize_mask (crop to box, bilinear, round), up to float32 ties at 0.5.
         reference = minimize_mask(boxes, full_masks, (56, 56))
-        assert (reference == mini_masks).mean() > 0.995
+        assert (reference == mini_masks).mean() > 0.999
         expanded = expand_mask(boxes, mini_masks, (128, 128))
         for i in range(count):
             inter = (expanded[:, :, i] & full_masks[:, :, i]).sum()

@@ -134,6 +134,14 @@ def test_unexpected_key_is_ignored_and_gap_in_item_keys_is_fine():
     assert found(problems) == {(None, P.BAD_FIELD, R.IGNORED)}
 
 
+def test_nan_or_infinite_coordinates_are_rejected():
+    seg = [[0, 0, float("nan"), 0, 10, 10], SQUARE, [0, 0, float("inf"), 0, 10, 10]]
+    ann, problems = parse({"source": "user", "pair_id": 1, "item1": item(segmentation=seg)})
+    assert ann.items[0].polygons == [SQUARE]
+    assert found(problems) == {("item1", P.BAD_FIELD, R.DROPPED_POLYGON)}
+    assert "2 of 3" in problems[0].detail
+
+
 def test_float_coordinates_are_accepted_as_is():
     poly = [0.5, 0.5, 10.25, 0.5, 10.25, 9.75, 0.5, 0.5]
     ann, problems = parse({"source": "user", "pair_id": 1,

@@ -11,10 +11,14 @@ colour space, patterns and noise).
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 MIN_COLOUR_DISTANCE = 70.0  # RGB distance wanted between a garment and what lies under it
+SHADE_STEPS = 160.0  # garment colour-table entries per unit of shading (shade 1.0 = entry 160)
+NOISE_TILE = 640  # side of the cached sensor-noise tiles, px
 
 
 def random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -56,8 +60,17 @@ def _stripes(rng: np.random.Generator, h: int, w: int, period: float) -> np.ndar
     return ((proj % period) < period / 2).astype(np.float32)
 
 
+def _blend(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel mix of two colours, uint8 [h, w, 3]; t: float32 [h, w] in [0, 1] (0 -> a, 1 -> b).
+
+    Uses a 256-entry colour table: much faster than mixing in float over three channels.
+    """
+    lut = np.clip(a + (b - a) * (np.arange(256, dtype=np.float32)[:, None] / 255.0), 0, 255).astype(np.uint8)
+    return lut[np.clip(t * 255.0 + 0.5, 0, 255).astype(np.uint8)]
+
+
 def background(rng: np.random.Generator, h: int, w: int, plain: bool) -> np.ndarray:
-    """A background image, uint8 [h, w, 3]: flat, gradient, stripes, checks or blotches, plus noise.
+    """A background image, uint8 [h, w, 3]: flat, gradient, stripes, checks or blotches.
 
     plain: restrict to flat colours and gradients (shop photos).
     """
@@ -65,22 +78,20 @@ def background(rng: np.random.Generator, h: int, w: int, plain: bool) -> np.ndar
     kind = kinds[rng.integers(len(kinds))]
     a, b = random_colour(rng), random_colour(rng)
     if kind == "flat":
-        img = np.broadcast_to(a, (h, w, 3)).astype(np.float32)
-    elif kind == "gradient":
+        return np.full((h, w, 3), a.astype(np.uint8), np.uint8)
+    if kind == "gradient":
         yy, xx = _coords(h, w)
         theta = rng.uniform(0, 2 * np.pi)
         t = xx * np.cos(theta) + yy * np.sin(theta)  # [h, w]
         t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
-        img = a + (b - a) * t[..., None]
     elif kind in ("stripes", "checks"):
         period = rng.uniform(8, 60)
-        m = _stripes(rng, h, w, period)
+        t = _stripes(rng, h, w, period)
         if kind == "checks":
-            m = np.abs(m - _stripes(rng, h, w, period))
-        img = a + (b - a) * m[..., None]
+            t = np.abs(t - _stripes(rng, h, w, period))
     else:
-        img = a + (b - a) * (0.5 + 0.5 * _smooth_noise(rng, h, w, int(rng.integers(3, 9)), 1))
-    return np.ascontiguousarray(np.clip(img, 0, 255), dtype=np.uint8)
+        t = 0.5 + 0.5 * _smooth_noise(rng, h, w, int(rng.integers(3, 9)), 1)[..., 0]
+    return _blend(t, a, b)
 
 
 def draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int) -> None:
@@ -97,7 +108,7 @@ def draw_distractors(rng: np.random.Generator, img: np.ndarray, count: int) -> N
 
 
 def garment_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
-    """Cloth pixels for an [h, w] box, float32 [h, w, 3] in 0..255.
+    """Cloth pixels for an [h, w] box, uint8 [h, w, 3].
 
     base colour x a linear shading gradient x one pattern (plain, stripes, checks,
     dots or mottled), all low contrast so the garment stays one region.
@@ -120,8 +131,9 @@ def garment_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) 
         shade = shade * (1.0 - rng.uniform(0.1, 0.2) * (d < period * 0.22))
     elif kind == 4:  # mottled
         shade = shade * (1.0 + 0.1 * _smooth_noise(rng, h, w, int(rng.integers(4, 12)), 1)[..., 0])
-    tex = base[None, None, :] * shade[..., None]
-    return tex
+    # Colour table: entry i is base * i / SHADE_STEPS (so shade 1.0 -> base).
+    lut = np.clip(base * (np.arange(256, dtype=np.float32)[:, None] / SHADE_STEPS), 0, 255).astype(np.uint8)
+    return lut[np.clip(shade * SHADE_STEPS + 0.5, 0, 255).astype(np.uint8)]
 
 
 def draw_garment(rng: np.random.Generator, img: np.ndarray, outline: np.ndarray, seams: list[np.ndarray],
@@ -136,10 +148,10 @@ def draw_garment(rng: np.random.Generator, img: np.ndarray, outline: np.ndarray,
     h, w = int(y1 - y0), int(x1 - x0)
     mask = np.zeros((h, w), np.uint8)
     cv2.fillPoly(mask, [(outline - (x0, y0)).astype(np.int32)], 1)
-    tex = np.clip(garment_texture(rng, h, w, base), 0, 255).astype(np.uint8)
-    crop = img[y0:y1, x0:x1]
-    sel = mask.astype(bool)
-    crop[sel] = tex[sel]
+    tex = garment_texture(rng, h, w, base)
+    crop = img[y0:y1, x0:x1]  # a view: writing to it paints the image
+    sel = mask.astype(bool)[..., None]  # [h, w, 1]
+    np.copyto(crop, tex, where=sel)
     dark = tuple(float(c) for c in base * rng.uniform(0.45, 0.7))
     size = float(max(h, w))
     thick = max(1, int(round(size / 120)))
@@ -150,17 +162,28 @@ def draw_garment(rng: np.random.Generator, img: np.ndarray, outline: np.ndarray,
     for bx, by in buttons:
         r = max(1, int(round(size / 60)))
         cv2.circle(seam_layer, (int(round(bx - x0)), int(round(by - y0))), r, dark, -1, cv2.LINE_AA)
-    crop[sel] = seam_layer[sel]  # seams never leak outside the garment
+    np.copyto(crop, seam_layer, where=sel)  # seams never leak outside the garment
     cv2.polylines(img, [outline.astype(np.int32)], True, dark, 1, cv2.LINE_AA)
 
 
-def add_noise(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _noise_tile(sigma: int) -> np.ndarray:
+    """Fixed Gaussian noise of ``sigma`` grey levels, int16 [NOISE_TILE, NOISE_TILE, 3], equal in every process."""
+    rng = np.random.default_rng(1000 + sigma)
+    return np.round(rng.normal(0.0, sigma, size=(NOISE_TILE, NOISE_TILE, 3))).astype(np.int16)
+
+
+def add_noise(rng: np.random.Generator, img: np.ndarray, sigma: int) -> np.ndarray:
     """The image plus Gaussian sensor noise of ``sigma`` grey levels, uint8 [H, W, 3] (saturating).
 
-    Uses OpenCV's generator (much faster than numpy's for whole images), seeded from ``rng``.
+    The noise is a random window of a fixed per-sigma tile (drawing fresh normal
+    noise for every pixel costs as much as painting the whole image).
     """
-    h, w, c = img.shape
-    noise = np.empty((h, w * c), np.int16)  # one channel: randn's scalar sigma applies to channel 0 only
-    cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
-    cv2.randn(noise, 0.0, float(sigma))
-    return cv2.add(img, noise.reshape(h, w, c), dtype=cv2.CV_8U)
+    h, w = img.shape[:2]
+    tile = _noise_tile(int(sigma))
+    reps = (-(-h // NOISE_TILE), -(-w // NOISE_TILE), 1)
+    if reps != (1, 1, 1):
+        tile = np.tile(tile, reps)
+    oy = int(rng.integers(tile.shape[0] - h + 1))
+    ox = int(rng.integers(tile.shape[1] - w + 1))
+    return cv2.add(img, tile[oy:oy + h, ox:ox + w], dtype=cv2.CV_8U)

@@ -192,5 +192,5 @@ def make_scene(rng: np.random.Generator, height: int, width: int, featured: Feat
     if not garments:  # cannot happen with sane sizes; keep the contract anyway
         return make_scene(rng, height, width, featured, plain)
     _finish_occlusion(garments, height, width)
-    img = render.add_noise(rng, img, float(rng.uniform(2.0, 7.0)))
+    img = render.add_noise(rng, img, int(rng.integers(2, 8)))
     return img, garments

@@ -1,0 +1,619 @@
+"""Scoring detections against a COCO ground-truth file: COCO AP (boxes and masks), per category,
+per DeepFashion2 attribute value, and matterport's mAP@0.5.
+
+    gt = load_ground_truth("val.json")
+    records = load_results_file("results.json")          # COCO results (RLE masks)
+    metrics = evaluate(gt, records, by=["scale"])
+
+Everything here is NumPy and pycocotools (no TensorFlow): results from any
+tool can be scored the same way.
+
+COCO metrics. pycocotools' ``COCOeval`` for ``"bbox"`` and ``"segm"`` with its
+default parameters (IoU 0.50:0.05:0.95, 101 recall points, up to 100
+detections per image, areas all/small/medium/large). The 12 numbers carry the
+names in :data:`STAT_NAMES`; a value pycocotools reports as -1 (no ground truth
+in that area range) is ``None`` here. Detections are loaded the way
+``COCO.loadRes`` loads them, except that for ``"segm"`` a detection's area is
+its mask's pixel count (loadRes would take the box area whenever a record has
+a box, which moves detections between the small/medium/large ranges).
+
+Per attribute value (``by``). DeepFashion2 labels every garment with
+``scale``, ``occlusion``, ``zoom_in`` and ``viewpoint`` (1, 2, 3) and every
+image with ``source`` (user/shop). The rule:
+
+* annotation attributes: the split for value v keeps **all** images and all
+  detections; ground-truth garments whose value is not v are *ignored*: a
+  detection that matches one (same IoU as usual, one detection per garment)
+  counts neither as a true nor as a false positive, and the garment is not in
+  the recall denominator. Detections matching nothing remain false positives
+  in every split. This is the rule COCO itself uses for its small / medium /
+  large splits (ground truth outside the range is ignored), applied to an
+  attribute; a detection prefers a garment of the split over an ignored one.
+* image attributes (``source``): the split for value v is the images with
+  that value; other images and their detections are left out.
+* a missing value (null in the file) is a value of its own, ``None``
+  (labelled "unknown"), so every non-crowd ground-truth garment of the
+  evaluated images is in exactly one split: the splits' instance counts add
+  up to the total. Crowd annotations (``iscrowd`` 1) are ignored everywhere,
+  as COCOeval does.
+
+matterport's mAP@0.5. Per image, matterport's ``compute_ap``: predictions in
+descending score order, IoU of **masks**, greedy matching in descending IoU
+order with the class required to agree, VOC all-point interpolation; the
+reported number is the mean of the per-image APs. matterport's matcher skips a
+ground truth only when ``gt_match > 0``, so one matched by the first
+prediction (index 0) can be matched again (matterport issue #1692): recall,
+and AP, can then exceed 1. :func:`match_predictions` reproduces that by
+default (``matterport_quirk=True``). Images without ground truth have no AP
+(matterport divides 0 by 0) and are left out of the mean (and counted).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+IOU_TYPES = ("bbox", "segm")
+# COCOeval.stats, in its order: (name, IoU, area range, max detections per image).
+STATS = (
+    ("AP", "0.50:0.95", "all", 100), ("AP50", "0.50", "all", 100), ("AP75", "0.75", "all", 100),
+    ("APs", "0.50:0.95", "small", 100), ("APm", "0.50:0.95", "medium", 100), ("APl", "0.50:0.95", "large", 100),
+    ("AR1", "0.50:0.95", "all", 1), ("AR10", "0.50:0.95", "all", 10), ("AR100", "0.50:0.95", "all", 100),
+    ("ARs", "0.50:0.95", "small", 100), ("ARm", "0.50:0.95", "medium", 100), ("ARl", "0.50:0.95", "large", 100),
+)
+STAT_NAMES = tuple(s[0] for s in STATS)
+
+ANNOTATION_ATTRIBUTES = ("scale", "occlusion", "zoom_in", "viewpoint")
+IMAGE_ATTRIBUTES = ("source",)
+ATTRIBUTES = ANNOTATION_ATTRIBUTES + IMAGE_ATTRIBUTES
+# What DeepFashion2's attribute values mean (its README).
+ATTRIBUTE_LABELS = {
+    "scale": {1: "small", 2: "moderate", 3: "large"},
+    "occlusion": {1: "slight", 2: "medium", 3: "heavy"},
+    "zoom_in": {1: "no", 2: "medium", 3: "large"},
+    "viewpoint": {1: "no wear", 2: "frontal", 3: "side or back"},
+    "source": {"user": "user (consumer photo)", "shop": "shop (commercial photo)"},
+}
+UNKNOWN_LABEL = "unknown"
+
+
+class EvaluationError(Exception):
+    """Unusable ground truth or results; the message is one line and names the file."""
+
+
+# ================================================================== loading
+def load_ground_truth(path: str | Path) -> COCO:
+    """Read a COCO instances file as a pycocotools ``COCO`` (quietly).
+
+    ``keypoints`` fields are dropped while parsing (DeepFashion2 files carry
+    882 numbers per garment that evaluation does not need). Annotations
+    without ``iscrowd`` get 0. Raises EvaluationError for a missing or
+    non-COCO file.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = json.load(f, object_hook=_drop_keypoints)
+    except FileNotFoundError:
+        raise EvaluationError(f"annotation file not found: {path}") from None
+    except IsADirectoryError:
+        raise EvaluationError(f"{path}: is a folder, not a COCO annotation file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: not a COCO file (not valid JSON: {exc})") from None
+    return ground_truth_from_dict(data, str(path))
+
+
+def _drop_keypoints(obj: dict) -> dict:
+    obj.pop("keypoints", None)
+    return obj
+
+
+def ground_truth_from_dict(data: Any, source: str = "ground truth") -> COCO:
+    """A ``COCO`` object from an in-memory COCO instances dict (checked; the dict is used as is)."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
+        raise EvaluationError(f"{source}: not a COCO instances file (needs 'images', 'annotations', 'categories')")
+    for image in data["images"]:
+        if not isinstance(image, dict) or not all(k in image for k in ("id", "width", "height")):
+            raise EvaluationError(f"{source}: an image lacks id, width or height")
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox", "area")):
+            raise EvaluationError(f"{source}: annotation {_id_of(ann)} lacks id, image_id, category_id, bbox or area")
+        ann.setdefault("iscrowd", 0)
+    coco = COCO()
+    coco.dataset = data
+    with _quiet():
+        coco.createIndex()
+    unknown = [a for a in data["annotations"] if a["image_id"] not in coco.imgs or a["category_id"] not in coco.cats]
+    if unknown:
+        raise EvaluationError(f"{source}: annotation {unknown[0]['id']} refers to an image or category "
+                              f"that is not listed ({len(unknown)} such annotations)")
+    return coco
+
+
+def load_results_file(path: str | Path) -> list[dict]:
+    """Read a COCO results file: a JSON list of {image_id, category_id, score, bbox and/or segmentation}."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            records = json.load(f)
+    except FileNotFoundError:
+        raise EvaluationError(f"results file not found: {path}") from None
+    except IsADirectoryError:
+        raise EvaluationError(f"{path}: is a folder, not a results file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(records, list):
+        raise EvaluationError(f"{path}: not a COCO results file (the top level must be a list of detections)")
+    return records
+
+
+def check_results(gt: COCO, records: Sequence[Any], source: str = "results") -> tuple[bool, bool]:
+    """Check result records against the ground truth.
+
+    Returns (has_boxes, has_masks): whether the records carry ``bbox`` /
+    ``segmentation`` (every record must agree). Raises EvaluationError for a
+    record that is not an object, lacks image_id / category_id / score, or
+    refers to an image or category the ground truth does not list.
+    """
+    for k, r in enumerate(records):
+        if not isinstance(r, dict) or not all(key in r for key in ("image_id", "category_id", "score")):
+            raise EvaluationError(f"{source}: record {k} is not a detection (needs image_id, category_id, score)")
+        if not ("bbox" in r or "segmentation" in r):
+            raise EvaluationError(f"{source}: record {k} has neither bbox nor segmentation")
+    for key, known, what in (("image_id", gt.imgs, "image ids"), ("category_id", gt.cats, "category ids")):
+        bad = sorted({r[key] for r in records if r[key] not in known}, key=str)
+        if bad:
+            raise EvaluationError(f"{source}: {len(bad)} {what} not in the ground truth: "
+                                  f"{', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
+                                  f"(ground truth has {', '.join(map(str, sorted(known)[:15]))}"
+                                  f"{' ...' if len(known) > 15 else ''})")
+    has_boxes = [("bbox" in r) for r in records]
+    has_masks = [("segmentation" in r) for r in records]
+    for flags, key in ((has_boxes, "bbox"), (has_masks, "segmentation")):
+        if any(flags) and not all(flags):
+            raise EvaluationError(f"{source}: some records have '{key}' and some do not")
+    return bool(records) and all(has_boxes), bool(records) and all(has_masks)
+
+
+def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
+    """Detections as a pycocotools ``COCO`` for one IoU type (the records are not modified).
+
+    bbox: ``bbox`` as given (or the mask's extent), area = box width x height.
+    segm: ``segmentation`` as compressed RLE (polygons and uncompressed RLE
+    are converted at the image's size), area = mask pixels, bbox = the mask's extent.
+    """
+    anns = []
+    for k, r in enumerate(records):
+        ann = {"id": k + 1, "image_id": r["image_id"], "category_id": r["category_id"],
+               "score": float(r["score"]), "iscrowd": 0}
+        if iou_type == "segm" or "bbox" not in r:
+            image = gt.imgs[r["image_id"]]
+            rle = to_rle(r["segmentation"], image["height"], image["width"])
+            ann["segmentation"] = rle
+            ann["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
+            ann["area"] = float(mask_utils.area(rle))
+        if iou_type == "bbox" and "bbox" in r:
+            ann["bbox"] = [float(v) for v in r["bbox"]]
+            ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+        anns.append(ann)
+    coco = COCO()
+    coco.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"]),
+                    "annotations": anns}
+    with _quiet():
+        coco.createIndex()
+    return coco
+
+
+def to_rle(segmentation: Any, height: int, width: int) -> dict:
+    """A segmentation (compressed or uncompressed RLE, or polygons) as one compressed RLE."""
+    if isinstance(segmentation, list):
+        polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
+        if not polygons:
+            return mask_utils.encode(np.zeros((height, width, 1), dtype=np.uint8, order="F"))[0]
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, *segmentation["size"])
+    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        return segmentation
+    raise EvaluationError(f"unreadable segmentation (not polygons or RLE): {str(segmentation)[:60]}")
+
+
+# ================================================================== COCOeval
+class _COCOevalWithIgnore(COCOeval):
+    """COCOeval that also ignores the ground-truth annotations listed in ``ignored_ids``.
+
+    pycocotools overwrites every annotation's ``ignore`` flag with ``iscrowd``
+    in ``_prepare``; this sets it again afterwards for the listed ids. Ignored
+    annotations are matched with the ordinary IoU, at most once, exactly like
+    the annotations outside an area range.
+
+    ``iou_cache`` ({(image id, category id): IoU matrix}, shared by evaluations
+    of the same gt, dt and IoU type) saves recomputing IoUs for every split:
+    they do not depend on which annotations are ignored.
+    """
+
+    def __init__(self, gt: COCO, dt: COCO, iou_type: str, ignored_ids: frozenset = frozenset(),
+                 iou_cache: dict | None = None):
+        super().__init__(gt, dt, iou_type)
+        self.ignored_ids = ignored_ids
+        self.iou_cache = iou_cache
+
+    def computeIoU(self, imgId, catId):  # noqa: N802 (pycocotools' name)
+        if self.iou_cache is None:
+            return super().computeIoU(imgId, catId)
+        key = (imgId, catId)
+        if key not in self.iou_cache:
+            self.iou_cache[key] = super().computeIoU(imgId, catId)
+        return self.iou_cache[key]
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        if not self.ignored_ids:
+            return
+        for anns in self._gts.values():
+            for ann in anns:
+                if ann["id"] in self.ignored_ids:
+                    ann["ignore"] = 1
+
+
+def run_cocoeval(gt: COCO, dt: COCO, iou_type: str, image_ids: Sequence[int],
+                 ignored_ids: Iterable[int] = (), iou_cache: dict | None = None) -> COCOeval:
+    """Evaluate, accumulate and summarise (quietly); returns the COCOeval with ``stats`` and ``eval``.
+
+    iou_cache: a dict to reuse IoUs across calls with the same gt, dt and iou_type (see above).
+    """
+    evaluator = _COCOevalWithIgnore(gt, dt, iou_type, frozenset(ignored_ids), iou_cache)
+    evaluator.params.imgIds = sorted(image_ids)
+    with _quiet():
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def summary_stats(evaluator: COCOeval) -> dict[str, float | None]:
+    """The 12 COCO numbers by name (``STAT_NAMES``); -1 (nothing to evaluate) becomes None."""
+    return {name: _number(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+
+
+def category_ap(evaluator: COCOeval) -> dict[int, dict[str, float | None]]:
+    """{category id: {"AP", "AP50", "AP75"}} from the accumulated precision, area "all", 100 detections.
+
+    ``eval["precision"]`` is [T IoU thresholds, R recall points, K categories,
+    A area ranges, M max-detection settings]; -1 marks categories without ground
+    truth, whose APs are None.
+    """
+    precision = evaluator.eval["precision"]
+    thresholds = evaluator.params.iouThrs
+    at = {0.5: int(np.argmin(np.abs(thresholds - 0.5))), 0.75: int(np.argmin(np.abs(thresholds - 0.75)))}
+    table = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]  # [T, R]
+        table[category_id] = {"AP": _mean_valid(p), "AP50": _mean_valid(p[at[0.5]]),
+                              "AP75": _mean_valid(p[at[0.75]])}
+    return table
+
+
+def coco_metrics(gt: COCO, detections: dict[str, COCO], image_ids: Sequence[int],
+                 iou_caches: dict[str, dict] | None = None) -> dict:
+    """The 12 numbers per IoU type and the per-category table.
+
+    Args:
+      detections: {"bbox": COCO, "segm": COCO} from :func:`results_coco` (either may be absent).
+      iou_caches: {iou type: cache} to share IoUs with later calls (see ``run_cocoeval``).
+    Returns:
+      {"bbox": {stat: value}, "segm": {...}, "per_category": [{"id", "name",
+      "instances", "bbox": {"AP", "AP50", "AP75"}, "segm": {...}}, ...]}.
+    """
+    metrics: dict[str, Any] = {}
+    per_type = {}
+    for iou_type, dt in detections.items():
+        evaluator = run_cocoeval(gt, dt, iou_type, image_ids, iou_cache=(iou_caches or {}).get(iou_type))
+        metrics[iou_type] = summary_stats(evaluator)
+        per_type[iou_type] = category_ap(evaluator)
+    counts = instance_counts(gt, image_ids)
+    metrics["per_category"] = [
+        {"id": cid, "name": gt.cats[cid]["name"], "instances": counts.get(cid, 0),
+         **{iou_type: per_type[iou_type][cid] for iou_type in per_type}}
+        for cid in sorted(gt.cats)]
+    return metrics
+
+
+def instance_counts(gt: COCO, image_ids: Iterable[int]) -> dict[int, int]:
+    """{category id: non-crowd annotations} over the given images."""
+    counts: dict[int, int] = defaultdict(int)
+    for image_id in image_ids:
+        for ann in gt.imgToAnns.get(image_id, []):
+            if not ann["iscrowd"]:
+                counts[ann["category_id"]] += 1
+    return dict(counts)
+
+
+# ================================================================== attribute splits
+@dataclass
+class AttributeSplit:
+    """One value of an attribute: the images and ignored annotations of its evaluation.
+
+    instances: non-crowd ground-truth annotations that count in this split.
+    """
+
+    value: Any
+    label: str
+    image_ids: list[int]
+    ignored_ids: frozenset
+    instances: int
+
+
+def attribute_level(attribute: str) -> str:
+    """"annotation" or "image": where the attribute is stored (see the module docstring)."""
+    if attribute in ANNOTATION_ATTRIBUTES:
+        return "annotation"
+    if attribute in IMAGE_ATTRIBUTES:
+        return "image"
+    raise EvaluationError(f"unknown attribute {attribute!r}; choose from {', '.join(ATTRIBUTES)}")
+
+
+def attribute_splits(gt: COCO, attribute: str, image_ids: Sequence[int]) -> list[AttributeSplit]:
+    """The splits of ``attribute`` over ``image_ids``: its values in sorted order, None ("unknown") last.
+
+    Every non-crowd annotation of the images counts in exactly one split.
+    """
+    anns = [a for i in image_ids for a in gt.imgToAnns.get(i, []) if not a["iscrowd"]]
+    if attribute_level(attribute) == "image":
+        value_of_image = {i: gt.imgs[i].get(attribute) for i in image_ids}
+        values = _sorted_values(value_of_image.values())
+        splits = []
+        for value in values:
+            ids = [i for i in image_ids if value_of_image[i] == value]
+            count = sum(1 for a in anns if value_of_image[a["image_id"]] == value)
+            splits.append(AttributeSplit(value, _label(attribute, value), ids, frozenset(), count))
+        return splits
+    values = _sorted_values(a.get(attribute) for a in anns)
+    splits = []
+    for value in values:
+        ignored = frozenset(a["id"] for a in anns if a.get(attribute) != value)
+        splits.append(AttributeSplit(value, _label(attribute, value), list(image_ids), ignored,
+                                     len(anns) - len(ignored)))
+    return splits
+
+
+def metrics_by_attribute(gt: COCO, detections: dict[str, COCO], attribute: str,
+                         image_ids: Sequence[int], iou_caches: dict[str, dict] | None = None) -> dict:
+    """{"level", "instances", "values": [{"value", "label", "instances", "images", "bbox": {12}, "segm": {12}}]}.
+
+    iou_caches: as for :func:`coco_metrics`.
+    """
+    rows = []
+    for split in attribute_splits(gt, attribute, image_ids):
+        row: dict[str, Any] = {"value": split.value, "label": split.label, "instances": split.instances,
+                               "images": len(split.image_ids)}
+        for iou_type, dt in detections.items():
+            cache = (iou_caches or {}).get(iou_type)
+            row[iou_type] = summary_stats(run_cocoeval(gt, dt, iou_type, split.image_ids, split.ignored_ids, cache))
+        rows.append(row)
+    total = sum(count for count in instance_counts(gt, image_ids).values())
+    return {"level": attribute_level(attribute), "instances": total, "values": rows}
+
+
+def _sorted_values(values: Iterable[Any]) -> list[Any]:
+    present = set(values)
+    known = sorted((v for v in present if v is not None), key=lambda v: (isinstance(v, str), v))
+    return known + ([None] if None in present else [])
+
+
+def _label(attribute: str, value: Any) -> str:
+    if value is None:
+        return UNKNOWN_LABEL
+    return ATTRIBUTE_LABELS.get(attribute, {}).get(value, str(value))
+
+
+# ================================================================== matterport's compute_ap
+def mask_overlaps(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
+    """Pixel IoU of every pair of masks.
+
+    Args:
+      masks1: [H, W, N1] bool (or 0/1). masks2: [H, W, N2], same H, W.
+    Returns:
+      [N1, N2] float64; 0 where both masks are empty.
+    """
+    if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
+        return np.zeros((masks1.shape[-1], masks2.shape[-1]))
+    flat1 = masks1.reshape(-1, masks1.shape[-1]).astype(np.float64)  # [H*W, N1]
+    flat2 = masks2.reshape(-1, masks2.shape[-1]).astype(np.float64)  # [H*W, N2]
+    intersections = flat1.T @ flat2
+    unions = flat1.sum(0)[:, None] + flat2.sum(0)[None, :] - intersections
+    return np.divide(intersections, unions, out=np.zeros_like(intersections), where=unions > 0)
+
+
+def score_order(scores: np.ndarray) -> np.ndarray:
+    """Prediction indices by descending score, ties ordered as matterport orders them."""
+    return np.argsort(scores)[::-1]
+
+
+def match_predictions(overlaps: np.ndarray, pred_class_ids: np.ndarray, gt_class_ids: np.ndarray,
+                      iou_threshold: float = 0.5, matterport_quirk: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """matterport's greedy matching.
+
+    Each prediction, in row order (rows must be sorted by descending score),
+    takes the first ground truth in descending IoU order that is still free,
+    has IoU >= iou_threshold and the same class; a wrong-class ground truth is
+    passed over, and the search stops at the first IoU below the threshold.
+    With ``matterport_quirk`` a ground truth counts as taken only when matched
+    to a prediction of index > 0 (matterport's ``gt_match > 0``, #1692);
+    without it, any match takes it.
+
+    Args:
+      overlaps: [P, G] float IoU. pred_class_ids: [P] int. gt_class_ids: [G] int.
+    Returns:
+      gt_match: [G] float, index of the matched prediction or -1.
+      pred_match: [P] float, index of the matched ground truth or -1.
+    """
+    gt_match = -np.ones(overlaps.shape[1])
+    pred_match = -np.ones(overlaps.shape[0])
+    taken_from = 0 if matterport_quirk else -1  # gt_match[j] > taken_from means "taken"
+    for i in range(overlaps.shape[0]):
+        for j in np.argsort(overlaps[i])[::-1]:
+            if gt_match[j] > taken_from:
+                continue
+            if overlaps[i, j] < iou_threshold:
+                break
+            if pred_class_ids[i] == gt_class_ids[j]:
+                gt_match[j] = i
+                pred_match[i] = j
+                break
+    return gt_match, pred_match
+
+
+def voc_ap(pred_match: np.ndarray, num_gt: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """All-point interpolated AP of predictions in score order, as matterport computes it.
+
+    Args:
+      pred_match: [P] matched ground-truth index or -1, in descending score order.
+      num_gt: ground-truth instances (> 0).
+    Returns:
+      ap, precisions [P + 2], recalls [P + 2] (padded with 0/0 in front, 0/1 at the end;
+      precisions made non-increasing from the right).
+    """
+    hits = np.cumsum(pred_match > -1)
+    precisions = np.concatenate([[0.0], hits / (np.arange(len(pred_match)) + 1), [0.0]])
+    recalls = np.concatenate([[0.0], hits.astype(np.float64) / num_gt, [1.0]])
+    precisions = np.maximum.accumulate(precisions[::-1])[::-1]
+    steps = np.where(recalls[:-1] != recalls[1:])[0] + 1
+    ap = float(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
+    return ap, precisions, recalls
+
+
+def compute_ap(gt_class_ids: np.ndarray, gt_masks: np.ndarray, pred_class_ids: np.ndarray,
+               pred_scores: np.ndarray, pred_masks: np.ndarray, iou_threshold: float = 0.5,
+               matterport_quirk: bool = True) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """matterport's ``utils.compute_ap`` on masks (boxes are not needed: inputs are not zero-padded).
+
+    Args:
+      gt_class_ids: [G] int. gt_masks: [H, W, G] bool.
+      pred_class_ids: [P] int. pred_scores: [P] float. pred_masks: [H, W, P] bool.
+    Returns:
+      ap, precisions, recalls (see :func:`voc_ap`), overlaps [P, G] with
+      predictions in descending score order.
+    """
+    order = score_order(np.asarray(pred_scores))
+    overlaps = mask_overlaps(pred_masks[..., order], gt_masks)
+    _, pred_match = match_predictions(overlaps, np.asarray(pred_class_ids)[order], np.asarray(gt_class_ids),
+                                      iou_threshold, matterport_quirk)
+    ap, precisions, recalls = voc_ap(pred_match, len(gt_class_ids))
+    return ap, precisions, recalls, overlaps
+
+
+def matterport_map50(gt: COCO, records: Sequence[dict], image_ids: Sequence[int] | None = None,
+                     min_score: float = 0.0) -> dict:
+    """Mean over images of matterport's per-image mask AP at IoU 0.5.
+
+    Args:
+      records: COCO results with ``segmentation`` (checked by :func:`check_results`).
+      image_ids: images to average over (default: all of the ground truth's).
+      min_score: detections scoring below this are left out first.
+    Returns:
+      {"mAP50": mean with the quirk (matterport's number), "mAP50_without_quirk",
+       "images": images averaged, "images_without_gt": images left out, "min_score"}.
+      The means are None when no image has ground truth.
+    """
+    image_ids = list(gt.imgs) if image_ids is None else list(image_ids)
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["score"] >= min_score:
+            by_image[r["image_id"]].append(r)
+    aps, fixed_aps, without_gt = [], [], 0
+    for image_id in image_ids:
+        gt_anns = [a for a in gt.imgToAnns.get(image_id, []) if not a["iscrowd"]]
+        if not gt_anns:
+            without_gt += 1
+            continue
+        preds = by_image.get(image_id, [])
+        overlaps, pred_classes = _image_overlaps(gt, image_id, gt_anns, preds)
+        gt_classes = np.array([a["category_id"] for a in gt_anns])
+        for quirk, out in ((True, aps), (False, fixed_aps)):
+            _, pred_match = match_predictions(overlaps, pred_classes, gt_classes, 0.5, quirk)
+            out.append(voc_ap(pred_match, len(gt_anns))[0])
+    return {"mAP50": float(np.mean(aps)) if aps else None,
+            "mAP50_without_quirk": float(np.mean(fixed_aps)) if fixed_aps else None,
+            "images": len(aps), "images_without_gt": without_gt, "min_score": float(min_score)}
+
+
+def _image_overlaps(gt: COCO, image_id: int, gt_anns: list[dict], preds: list[dict]):
+    """Mask IoU [P, G] with predictions in matterport's score order, and their class ids [P]."""
+    order = score_order(np.array([p["score"] for p in preds], dtype=np.float64))
+    preds = [preds[k] for k in order]
+    image = gt.imgs[image_id]
+    pred_rles = [to_rle(p["segmentation"], image["height"], image["width"]) for p in preds]
+    gt_rles = [gt.annToRLE(a) for a in gt_anns]
+    if pred_rles:
+        overlaps = np.asarray(mask_utils.iou(pred_rles, gt_rles, [0] * len(gt_rles)), dtype=np.float64)
+    else:
+        overlaps = np.zeros((0, len(gt_rles)))
+    return overlaps.reshape(len(preds), len(gt_anns)), np.array([p["category_id"] for p in preds])
+
+
+# ================================================================== everything
+def evaluate(gt: COCO, records: Sequence[dict], image_ids: Sequence[int] | None = None,
+             by: Sequence[str] = (), map_min_score: float = 0.0, source: str = "results") -> dict:
+    """COCO metrics, per-category table, attribute splits and matterport's mAP@0.5 in one dict.
+
+    Args:
+      gt: the ground truth (:func:`load_ground_truth`).
+      records: COCO result records (any image of ``gt``; those outside image_ids are not scored).
+      image_ids: the evaluated images (default: all of ``gt``'s); images without
+        detections count with none.
+      by: attributes to split by (``ATTRIBUTES``).
+      map_min_score: score threshold for matterport's mAP@0.5 only.
+    Returns:
+      {"images", "instances", "detections", "bbox", "segm", "per_category", "by",
+      "matterport"}; "segm" and "matterport" are None for results without masks.
+    Raises:
+      EvaluationError: bad records (see :func:`check_results`) or an unknown attribute.
+    """
+    image_ids = list(gt.imgs) if image_ids is None else list(image_ids)
+    for attribute in by:
+        attribute_level(attribute)
+    _, has_masks = check_results(gt, records, source)
+    wanted = set(image_ids)
+    records = [r for r in records if r["image_id"] in wanted]
+    iou_types = ["bbox"] + (["segm"] if has_masks or not records else [])
+    detections = {t: results_coco(gt, records, t) for t in iou_types}
+    caches: dict[str, dict] = {t: {} for t in iou_types}
+    metrics = {"images": len(image_ids), "instances": sum(instance_counts(gt, image_ids).values()),
+               "detections": len(records), **coco_metrics(gt, detections, image_ids, caches)}
+    metrics.setdefault("segm", None)
+    metrics["by"] = {a: metrics_by_attribute(gt, detections, a, image_ids, caches) for a in by}
+    metrics["matterport"] = (matterport_map50(gt, records, image_ids, map_min_score)
+                             if "segm" in detections else None)
+    return metrics
+
+
+# ================================================================== helpers
+@contextlib.contextmanager
+def _quiet():
+    """Silence pycocotools' progress prints (they go to stdout)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or value < 0 or np.isnan(value) else float(value)
+
+
+def _mean_valid(precision: np.ndarray) -> float | None:
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else None
+
+
+def _id_of(ann: Any) -> Any:
+    return ann.get("id") if isinstance(ann, dict) else "?"
