@@ -37,6 +37,7 @@ on every run whatever the parallelism. Images of the dataset's source get active
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ import tensorflow as tf
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.dataset import Dataset, DatasetError
 from mrcnn.targets import build_rpn_targets
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_RESIZE_MODES = ("square", "crop")
 MASK_THRESHOLD = 0.5  # mini mask pixels above this are set (np.around in matterport: 0.5 -> False)
@@ -68,6 +71,16 @@ class Augmentation:
     scale_range: tuple[float, float] = (0.8, 1.25)
     brightness: float = 0.1
     contrast_range: tuple[float, float] = (0.8, 1.25)
+
+    def __post_init__(self):
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {self.flip_probability}")
+        for name in ("scale_range", "contrast_range"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}")
+        if not 0.0 <= self.brightness <= 1.0:
+            raise ValueError(f"brightness must be in [0, 1] (a fraction of 255), got {self.brightness}")
 
 
 NO_AUGMENTATION = Augmentation(flip_probability=0.0, scale_range=(1.0, 1.0), brightness=0.0,
@@ -166,6 +179,7 @@ class _ImageLoader:
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
         self.decode_with_tf = type(dataset).load_image is Dataset.load_image
+        self.size_warned: set[int] = set()  # images whose file size differs from the annotated size
         self.paths = tf.constant([str(info["path"]) for info in dataset.image_info])
         active = np.stack([dataset.active_class_ids(i) for i in dataset.image_ids]).astype(np.float32)
         self.active = tf.constant(active)  # [num_images, num_classes]
@@ -186,7 +200,7 @@ class _ImageLoader:
         resized_hw, scale = resize_plan(original_hw, element_seed)
         resized = tf.image.resize(image, resized_hw, method="bilinear", antialias=False)
         resized = tf.floor(tf.clip_by_value(resized, 0.0, 255.0))  # matterport truncates to uint8
-        masks, class_ids = tf.numpy_function(self._masks, [image_id, resized_hw[0], resized_hw[1]],
+        masks, class_ids = tf.numpy_function(self._masks, [image_id, original_hw, resized_hw],
                                              [tf.bool, tf.int32], stateful=False)
         masks.set_shape([None, None, None])
         class_ids.set_shape([None])
@@ -205,8 +219,15 @@ class _ImageLoader:
     def _load_image(self, image_id):
         return np.ascontiguousarray(self.dataset.load_image(int(image_id)), dtype=np.uint8)
 
-    def _masks(self, image_id, height, width):
-        masks, class_ids = self.dataset.load_mask_resized(int(image_id), int(height), int(width))
+    def _masks(self, image_id, original_hw, resized_hw):
+        image_id = int(image_id)
+        info = self.dataset.image_info[image_id]
+        listed = (info.get("height"), info.get("width"))
+        if None not in listed and tuple(listed) != tuple(original_hw) and image_id not in self.size_warned:
+            self.size_warned.add(image_id)
+            log.warning("%s is %dx%d pixels but its annotations say %dx%d; masks are stretched to the image",
+                        info["path"], original_hw[1], original_hw[0], listed[1], listed[0])
+        masks, class_ids = self.dataset.load_mask_resized(image_id, int(resized_hw[0]), int(resized_hw[1]))
         return masks.astype(bool), class_ids.astype(np.int32)
 
 
@@ -254,7 +275,6 @@ class _Preparer:
         scale = scale * (jitter if low != high else low)
         resized = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
         return tf.maximum(resized, 1), scale
-
 
     def __call__(self, image_id, loaded: dict, active_class_ids, element_seed) -> dict:
         """One image's training inputs (unbatched shapes of the module docstring)."""

@@ -17,7 +17,7 @@ with D = DETECTION_MAX_INSTANCES, R = POST_NMS_ROIS_INFERENCE, C = NUM_CLASSES.
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from mrcnn.backbone import fpn_graph, resnet_graph
 from mrcnn.detection import DetectionLayer

@@ -12,6 +12,11 @@
     outputs  a dict of the tensors the losses need (see ``TRAINING_OUTPUTS``).
 
 Losses are not part of the graph: ``mrcnn.trainer`` computes them in ``train_step``.
+
+Mixed precision: under the ``mixed_float16`` policy the backbone and the heads compute in
+float16, but every layer that handles boxes (anchors, proposals with their NMS, ROI targets,
+ROI Align's crop boxes) is built with ``dtype="float32"`` (``FLOAT32``): Keras casts its float
+inputs to float32, so box coordinates never round to float16's 11-bit precision.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ from mrcnn.targets import DetectionTargetLayer
 
 TRAINING_INPUTS = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
                    "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+# Layers that handle box coordinates compute in float32 whatever the global dtype policy.
+FLOAT32 = "float32"
 TRAINING_OUTPUTS = ("rpn_class_logits", "rpn_bbox", "rpn_rois", "rois", "target_class_ids", "target_bbox",
                     "target_mask", "mrcnn_class_logits", "mrcnn_bbox", "mrcnn_mask", "active_class_ids")
 
@@ -128,17 +135,18 @@ def build_training_model(config) -> keras.Model:
 
     feature_maps, (rpn_class_logits, rpn_class, rpn_bbox) = build_backbone_and_rpn(image, config)
     anchors = ConstantAnchors(config.IMAGE_SHAPE, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                              config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, name="anchors")(image)
+                              config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, name="anchors", dtype=FLOAT32)(image)
     rpn_rois = ProposalLayer(
         proposal_count=config.POST_NMS_ROIS_TRAINING,
         nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT,
         rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
         name="ROI",
+        dtype=FLOAT32,
     )([rpn_class, rpn_bbox, anchors])  # [B, POST_NMS_ROIS_TRAINING, 4] normalised
-    rpn_rois = StopGradient(name="rpn_rois_fixed")(rpn_rois)
+    rpn_rois = StopGradient(name="rpn_rois_fixed", dtype=FLOAT32)(rpn_rois)
 
-    gt_boxes = NormalizeGtBoxes(name="input_gt_boxes_normalized")([inputs["input_gt_boxes"], image])
+    gt_boxes = NormalizeGtBoxes(name="input_gt_boxes_normalized", dtype=FLOAT32)([inputs["input_gt_boxes"], image])
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         train_rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
         roi_positive_ratio=config.ROI_POSITIVE_RATIO,
@@ -146,14 +154,15 @@ def build_training_model(config) -> keras.Model:
         mask_shape=config.MASK_SHAPE,
         use_mini_mask=config.USE_MINI_MASK,
         name="proposal_targets",
+        dtype=FLOAT32,
     )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
 
     num_rois = config.TRAIN_ROIS_PER_IMAGE
-    pooled = PyramidROIAlign((config.POOL_SIZE, config.POOL_SIZE), name="roi_align_classifier")(
+    pooled = PyramidROIAlign((config.POOL_SIZE, config.POOL_SIZE), name="roi_align_classifier", dtype=FLOAT32)(
         [rois, image_meta, *feature_maps])
     mrcnn_class_logits, _, mrcnn_bbox = fpn_classifier_head(
         pooled, num_rois, config.NUM_CLASSES, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.TRAIN_BN)
-    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask")(
+    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask", dtype=FLOAT32)(
         [rois, image_meta, *feature_maps])
     mrcnn_mask = fpn_mask_head(pooled_masks, num_rois, config.NUM_CLASSES, config.TRAIN_BN)
 
@@ -161,6 +170,6 @@ def build_training_model(config) -> keras.Model:
         "rpn_class_logits": rpn_class_logits, "rpn_bbox": rpn_bbox, "rpn_rois": rpn_rois, "rois": rois,
         "target_class_ids": target_class_ids, "target_bbox": target_bbox, "target_mask": target_mask,
         "mrcnn_class_logits": mrcnn_class_logits, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
-        "active_class_ids": ActiveClassIds(name="active_class_ids")(image_meta),
+        "active_class_ids": ActiveClassIds(name="active_class_ids", dtype=FLOAT32)(image_meta),
     }
     return keras.Model(inputs, outputs, name="mask_rcnn_training")

@@ -192,7 +192,7 @@ def main() -> None:
     print(f"\n{args.images} generated images, batch {args.batch_size}, {os.cpu_count()} cores, TF {tf.__version__}\n")
     print("| IMAGE_MAX_DIM | source | images/s |\n|---|---|---|")
     for row in rows:
-        print(f"| {row['size']} | {row['source']} | {row['images_per_s']:.1f} |")
+        print(f"| {row['size']} | {row['source']} | {row['images_per_s']:.3g} |")
     print(json.dumps(rows))
 
 

@@ -145,12 +145,19 @@ def torchvision_model(backbone: str):
     import torch.nn as nn
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.resnet import Bottleneck
 
     settings = dict(num_classes=NUM_CLASSES, min_size=IMAGE_SIDE, max_size=IMAGE_SIDE, box_score_thresh=0.0)
     if backbone == "resnet50":
         return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **settings)
     # What maskrcnn_resnet50_fpn builds without weights, on a ResNet-101 body (BatchNorm2d, all layers).
     body = resnet_fpn_backbone(backbone_name=backbone, weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5)
+    # With its default random init, ResNet-101's 33 residual blocks grow the activations to ~1e5, the RPN
+    # deltas overflow and every proposal is dropped (0 detections, no mask head). Zeroing the last BN scale
+    # of each block (torchvision's zero_init_residual) keeps them in range; the arithmetic done is unchanged.
+    for module in body.body.modules():
+        if isinstance(module, Bottleneck):
+            nn.init.zeros_(module.bn3.weight)
     return MaskRCNN(body, **settings)
 
 

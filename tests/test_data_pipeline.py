@@ -348,3 +348,28 @@ def test_converted_synthetic_split_feeds_the_pipeline(tmp_path):
         info = synthetic.image_info[int(parse_image_meta(image["input_image_meta"])["image_id"])]
         expected = sorted(a["category_id"] for a in coco["annotations"] if a["image_id"] == info["id"])
         assert sorted(image["input_gt_class_ids"][image["input_gt_class_ids"] != 0].tolist()) == expected
+
+
+def test_augmentation_settings_are_checked():
+    with pytest.raises(ValueError, match="flip_probability"):
+        Augmentation(flip_probability=1.5)
+    with pytest.raises(ValueError, match="scale_range"):
+        Augmentation(scale_range=(1.2, 0.8))
+    with pytest.raises(ValueError, match="brightness"):
+        Augmentation(brightness=-0.1)
+
+
+def test_image_size_differing_from_the_annotation_is_warned(tmp_path, caplog):
+    Image.fromarray(smooth_image(40, 60, 0)).save(tmp_path / "a.png")  # the file is 60 x 40 ...
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}],  # ... the file says 30 x 20
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [rectangle(0, 0, 15, 10)]}],
+            "categories": [{"id": 1, "name": "shirt"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    ds = CocoDataset()
+    ds.load_coco(tmp_path / "c.json", tmp_path)
+    ds.prepare()
+    with caplog.at_level("WARNING", logger="mrcnn.data"):
+        image = per_image(batches(build_validation_dataset(ds, make_config(NUM_CLASSES=2, IMAGES_PER_GPU=1))))[0]
+    assert "is 60x40 pixels but its annotations say 30x20" in caplog.text
+    # 60 x 40 -> scale 128 / 60: 85 x 128, top padding 21; the polygon covers the top-left quarter of the image.
+    np.testing.assert_array_equal(image["input_gt_boxes"][0], [21, 0, 21 + 43, 64])
