@@ -9,6 +9,7 @@ from fseg import __version__
 
 # (module, attribute) of every command, in the order ``fseg --help`` lists them.
 COMMANDS = [
+    ("fseg.cmd_demo", "demo"),
     ("fseg.cmd_synth", "synth"),
     ("fseg.cmd_convert", "convert"),
     ("fseg.cmd_convert", "stats"),
@@ -25,9 +26,13 @@ def cli() -> None:
     """Fashion instance segmentation with Mask R-CNN.
 
     \b
+    First run (offline, about 10 minutes on a laptop CPU):
+      fseg demo
     Typical workflow on DeepFashion2:
+      fseg convert DeepFashion2/train --out train.json
       fseg convert DeepFashion2/validation --out val.json
-      fseg stats val.json
+      fseg train --annotations train.json --images DeepFashion2/train/image --weights mask_rcnn_coco.h5
+      fseg evaluate --annotations val.json --images DeepFashion2/validation/image --weights last
       fseg predict test_img/ --out Result/
     Run `fseg COMMAND --help` for each command's options.
     """

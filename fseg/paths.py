@@ -44,18 +44,23 @@ class WeightsChoice:
 
 
 def default_config_path(cwd: str | os.PathLike | None = None) -> Path:
-    """``<cwd>/configs/deepfashion2.toml`` if it exists, else the copy installed with fseg.
+    """``<cwd>/configs/deepfashion2.toml`` if it exists, else the copy installed with fseg."""
+    return config_path(DEFAULT_CONFIG_NAME, cwd)
+
+
+def config_path(file_name: str, cwd: str | os.PathLike | None = None) -> Path:
+    """``<cwd>/configs/<file_name>`` if it exists, else the copy installed with fseg.
 
     The installed copy is the repository's ``configs/`` (next to the ``fseg``
     package) or ``fseg/configs/`` (package data of a wheel install), whichever
     exists; the repository path is returned when neither does, so the error
     message names a sensible place.
     """
-    local = Path(cwd if cwd is not None else Path.cwd()) / "configs" / DEFAULT_CONFIG_NAME
+    local = Path(cwd if cwd is not None else Path.cwd()) / "configs" / file_name
     if local.is_file():
         return local
     package_dir = Path(__file__).resolve().parent
-    candidates = [package_dir.parent / "configs" / DEFAULT_CONFIG_NAME, package_dir / "configs" / DEFAULT_CONFIG_NAME]
+    candidates = [package_dir.parent / "configs" / file_name, package_dir / "configs" / file_name]
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 

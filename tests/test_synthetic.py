@@ -320,6 +320,19 @@ def test_images_only_split(tmp_path):
         assert readable == (f"{n:06d}" not in bad)
 
 
+def test_a_failing_worker_raises_instead_of_hanging(tmp_path):
+    (tmp_path / "annos" / "000003.json").mkdir(parents=True)  # the worker cannot write this file
+    with pytest.raises(RuntimeError, match="IsADirectoryError"):
+        generate_split(tmp_path, 8, seed=1, min_side=64, max_side=80, workers=2)
+
+
+def test_workers_after_in_process_generation(tmp_path):
+    """Worker processes start cleanly after OpenCV's thread pool ran in this process (fork would hang)."""
+    generate_split(tmp_path / "a", 4, seed=1, min_side=300, max_side=400, workers=1)
+    summary = generate_split(tmp_path / "b", 6, seed=1, min_side=64, max_side=80, workers=2)
+    assert summary.num_images == 6 and len(list((tmp_path / "b" / "annos").iterdir())) == 6
+
+
 @pytest.mark.parametrize("kwargs", [dict(num_images=-1), dict(quirk_rate=1.5), dict(min_side=300, max_side=200)])
 def test_bad_arguments_raise(tmp_path, kwargs):
     args = dict(num_images=2) | kwargs
