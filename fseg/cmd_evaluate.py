@@ -181,10 +181,10 @@ def category_ids_by_class(class_names: Sequence[str], categories: Sequence[dict]
     Names match as in ``mrcnn.coco`` (case, ``_`` vs space, DeepFashion2's two
     naming schemes, ``df2_name``). A mismatch raises CommandError (exit 2) listing both.
     """
-    from mrcnn.coco import _match_categories
+    from mrcnn.coco import match_categories
 
     ordered = sorted(categories, key=lambda c: c["id"])
-    match = _match_categories(ordered, list(class_names)[1:])
+    match = match_categories(ordered, list(class_names)[1:])
     if match is None:
         raise CommandError(f"the annotation file's categories differ from the config's CLASS_NAMES ({config_path}): "
                            f"file has [{', '.join(str(c['name']) for c in ordered)}]; "
@@ -218,7 +218,7 @@ def run_detection(images: Sequence[dict], images_dir: Path, detect, class_names,
             run.missing.append(str(images_dir / str(image.get("file_name", ""))))
             continue
         try:
-            pixels = read_image_rgb(path)
+            pixels = read_image_rgb(path, apply_exif=False)  # annotations use the stored pixels
         except ImageReadError as exc:
             run.unreadable.append(str(exc))
             continue

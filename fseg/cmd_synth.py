@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from fseg.cli_util import EXIT_USAGE, CommandError
+from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, user_errors
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
@@ -97,9 +97,10 @@ def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side
     tmp_dir.chmod(0o755)  # mkdtemp makes it private; the split is ordinary data
     start = time.perf_counter()
     try:
-        summary = generate_split(tmp_dir, num_images, seed, quirk_rate=quirk_rate, min_side=min_side,
-                                 max_side=max_side, workers=workers, progress=True, with_annos=not no_annos)
-        _replace_dir(tmp_dir, out_dir)
+        with user_errors(RuntimeError, OSError, exit_code=EXIT_FAILED):
+            summary = generate_split(tmp_dir, num_images, seed, quirk_rate=quirk_rate, min_side=min_side,
+                                     max_side=max_side, workers=workers, progress=True, with_annos=not no_annos)
+            _replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

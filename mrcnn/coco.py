@@ -173,7 +173,7 @@ class CocoDataset(Dataset):
                 self.add_class(SOURCE, category["id"], category["name"])
             return {c["id"]: i + 1 for i, c in enumerate(ordered)}
         wanted = list(class_names)[1:]  # index 0 is background
-        match = _match_categories(ordered, wanted)
+        match = match_categories(ordered, wanted)
         if match is None:
             raise DatasetError(
                 f"{path}: categories differ from the config's CLASS_NAMES: file has "
@@ -275,7 +275,7 @@ def _name_keys(category: dict) -> set[str]:
     return names | {_ALIASES[n] for n in names if n in _ALIASES}
 
 
-def _match_categories(categories: list[dict], wanted: list[str]) -> list[int] | None:
+def match_categories(categories: list[dict], wanted: list[str]) -> list[int] | None:
     """File category id for each wanted name (in order), or None unless it is a one-to-one match."""
     if len(categories) != len(wanted):
         return None

@@ -124,7 +124,7 @@ class Dataset:
 
         Raises ``mrcnn.image_io.ImageReadError`` (one line, names the file) if it cannot be read.
         """
-        return read_image_rgb(self.image_info[image_id]["path"])
+        return read_image_rgb(self.image_info[image_id]["path"], apply_exif=False)
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Instance masks of an image. Override in a subclass.

@@ -43,13 +43,16 @@ class ImageReadError(Exception):
     """An image file is missing, unreadable or not an image; the message is one line."""
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_image_rgb(path: str | os.PathLike, apply_exif: bool = True) -> np.ndarray:
     """Read an image file as it is displayed, in RGB.
 
     Args:
       path: image file (JPEG, PNG, BMP, WebP, or anything else Pillow decodes).
+      apply_exif: rotate by the EXIF orientation (as viewers show the photo). Pass
+        False for dataset images whose annotations refer to the stored pixels
+        (DeepFashion2 and `fseg convert` use the stored width and height).
     Returns:
-      image: [H, W, 3] uint8, RGB, H x W after the EXIF rotation.
+      image: [H, W, 3] uint8, RGB, H x W after the EXIF rotation when apply_exif.
     Raises:
       ImageReadError: missing file, not an image, truncated or corrupt data.
     """
@@ -59,7 +62,8 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                if apply_exif:
+                    img = ImageOps.exif_transpose(img)
                 return _to_rgb_array(img)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None

@@ -154,13 +154,17 @@ def _binary_crossentropy(target, probability):
 def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     """Mask-head loss: binary cross-entropy on the ground-truth class's mask of the positive ROIs.
 
+    The mask branch may run on the first M <= R ROIs only (the positives come first and number at
+    most int(R * ROI_POSITIVE_RATIO)): ``target_class_ids`` is then cut to the first M columns.
+
     Args:
-      target_masks: [B, R, h, w] float32 of 0 / 1.
-      target_class_ids: [B, R] int, > 0 for positive ROIs.
-      pred_masks: [B, R, h, w, C] float probabilities (sigmoid outputs).
+      target_masks: [B, M, h, w] float32 of 0 / 1.
+      target_class_ids: [B, R] int, > 0 for positive ROIs (R >= M; rows after M must not be positive).
+      pred_masks: [B, M, h, w, C] float probabilities (sigmoid outputs).
     Returns:
       float32 scalar, the mean over all pixels of all positive ROIs; 0.0 if there are none.
     """
+    target_class_ids = tf.convert_to_tensor(target_class_ids)[:, :tf.shape(target_masks)[1]]
     rows, row_class = _positive_class_rows(target_class_ids)
     mask_shape = tf.shape(target_masks)[2:]
     targets = tf.reshape(tf.cast(target_masks, tf.float32), tf.concat([[-1], mask_shape], 0))  # [B * R, h, w]

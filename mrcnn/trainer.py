@@ -86,6 +86,9 @@ class TrainingModel(keras.Model):
     """
 
     def __init__(self, graph: keras.Model, config, **kwargs):
+        # The graph's dtype policy (fixed when it was built), so that compile() wraps the
+        # optimizer in a LossScaleOptimizer for a mixed_float16 graph, whatever the global policy is now.
+        kwargs.setdefault("dtype", graph.dtype_policy)
         super().__init__(**kwargs)
         self.graph = graph
         self.loss_weights = dict(config.LOSS_WEIGHTS)

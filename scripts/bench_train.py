@@ -9,9 +9,10 @@
   1. generates a synthetic DeepFashion2 training split and a held-out validation split with the
      product's generator (``df2coco.synthetic``, different seeds; cached under --cache) and converts
      both with ``df2coco.convert``;
-  2. trains the config from random weights with its TRAIN_SCHEDULE (as ``fseg train --weights none``
-     does), stopping at --minutes of wall time at the latest (model building and graph tracing
-     included);
+  2. trains the config from random weights (``MaskRCNN(mode="training").train``, as
+     ``fseg train --weights none`` does) for --minutes of wall time, model building and graph tracing
+     included; the config's TRAIN_SCHEDULE is mapped onto the clock (a stage ending at epoch e of E
+     ends at e/E of the time), so its shape holds whatever the machine's speed;
   3. detects on every validation image with ``MaskRCNN(mode="inference")`` (DETECTION_MIN_CONFIDENCE 0,
      as COCO evaluation does) and scores the masks and boxes with pycocotools (``mrcnn.evaluation``).
   Target: mask AP50 >= 0.5. Prints and writes a JSON summary (``--out``).
@@ -78,42 +79,63 @@ def load_dataset(annotations: Path, images: Path, config):
 
 
 # ------------------------------------------------------------------ learning
-def make_time_budget(deadline: float):
-    """A Keras callback that stops training once ``time.time()`` passes ``deadline``."""
+def make_time_schedule(config, start: float, seconds: float):
+    """A Keras callback that runs TRAIN_SCHEDULE against the clock instead of epoch numbers.
+
+    Stage i covers the share ``epochs_i / epochs_last`` of the time budget (so the schedule's shape,
+    e.g. 80% at the full rate then 20% at a tenth, is kept whatever the machine's speed) and sets
+    the learning rate to LEARNING_RATE * lr_scale_i; at the end of the budget training stops.
+    All stages must train the same layers (checked by the caller).
+    """
     import keras
 
-    class TimeBudget(keras.callbacks.Callback):
+    last = config.TRAIN_SCHEDULE[-1]["epochs"]
+    ends = [(start + seconds * stage["epochs"] / last, config.LEARNING_RATE * stage["lr_scale"])
+            for stage in config.TRAIN_SCHEDULE]
+
+    class TimeSchedule(keras.callbacks.Callback):
         expired = False
+        rate_changes: list = []
+        rate = None
 
-        def on_train_batch_end(self, batch, logs=None):
-            if time.time() >= deadline:
-                TimeBudget.expired = True
+        def on_train_batch_begin(self, batch, logs=None):
+            now = time.time()
+            if now >= ends[-1][0]:
+                TimeSchedule.expired = True
                 self.model.stop_training = True
+                return
+            rate = next(rate for end, rate in ends if now < end)
+            if rate != TimeSchedule.rate:
+                TimeSchedule.rate = rate
+                self.model.optimizer.learning_rate.assign(rate)
+                TimeSchedule.rate_changes.append((round(now - start, 1), rate))
+                log(f"learning rate {rate:g} after {now - start:.0f} s; {uptime()}")
 
-    return TimeBudget
+    return TimeSchedule
 
 
 def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: int) -> dict:
-    """Runs the config's TRAIN_SCHEDULE from random weights within ``minutes``; returns a summary."""
+    """Trains the config from random weights with its TRAIN_SCHEDULE mapped onto ``minutes`` of wall time.
+
+    The clock starts before the model is built (building and graph tracing count). Returns a summary.
+    """
     from mrcnn.model import MaskRCNN
 
+    layers = {stage["layers"] for stage in config.TRAIN_SCHEDULE}
+    if len(layers) != 1:
+        raise SystemExit(f"--learning needs one layer group in TRAIN_SCHEDULE, got {sorted(layers)}")
     start = time.time()
-    budget = make_time_budget(start + 60 * minutes)
+    schedule = make_time_schedule(config, start, 60 * minutes)
     model = MaskRCNN(mode="training", config=config, model_dir=logs_dir)
-    history = []
-    for stage in config.TRAIN_SCHEDULE:
-        lr = config.LEARNING_RATE * stage["lr_scale"]
-        log(f"stage: layers {stage['layers']}, to epoch {stage['epochs']}, lr {lr:g}; {uptime()}")
-        result = model.train(train_set, None, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
-                             custom_callbacks=[budget()], seed=seed, verbose=2)
-        if result is not None:
-            history += [{k: float(v[i]) for k, v in result.history.items()} for i in range(len(result.epoch))]
-        if budget.expired:
-            log("time budget reached: training stopped")
-            break
+    log(f"schedule {config.TRAIN_SCHEDULE} over {minutes} min, {config.STEPS_PER_EPOCH} steps per epoch; {uptime()}")
+    result = model.train(train_set, None, learning_rate=config.LEARNING_RATE, epochs=10_000,
+                         layers=layers.pop(), custom_callbacks=[schedule()], seed=seed, verbose=2)
+    history = [{k: float(v[i]) for k, v in result.history.items()} for i in range(len(result.epoch))]
     weights_path = logs_dir / "final.h5"
     model.save_weights(weights_path)
-    return {"train_seconds": time.time() - start, "epochs_done": model.epoch, "stopped_by_budget": budget.expired,
+    steps = sum(1 for _ in history) * config.STEPS_PER_EPOCH  # upper bound: the last epoch may be cut
+    return {"train_seconds": time.time() - start, "epochs_started": len(history), "steps_at_most": steps,
+            "rate_changes": schedule.rate_changes, "stopped_by_budget": schedule.expired,
             "weights": str(weights_path), "history": history}
 
 
@@ -155,7 +177,7 @@ def run_learning(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log(f"training {args.config} on {train_set.num_images} images for at most {args.minutes} min; {uptime()}")
     training = train_from_scratch(config, train_set, args.minutes, out / "logs", args.seed)
-    log(f"trained {training['train_seconds']:.0f} s, {training['epochs_done']} epochs; {uptime()}")
+    log(f"trained {training['train_seconds']:.0f} s, {training['epochs_started']} epochs; {uptime()}")
     evaluation = evaluate_masks(config, Path(training["weights"]), val_json, val_images)
     summary = {"config": str(args.config), "settings": json.loads(config.to_json()), "train_images": args.train_images,
                "val_images": args.val_images, "image_sides": sides, "minutes_budget": args.minutes,

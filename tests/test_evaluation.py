@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn import evaluation as ev
+from mrcnn import matterport_ap as mp
 
 H, W = 60, 80  # every test image is 60 x 80 pixels
 
@@ -277,16 +278,16 @@ def masks_of(*boxes):
 def test_mask_overlaps_by_hand():
     a = masks_of((0, 0, 10, 10))  # 100 px
     b = masks_of((5, 0, 15, 10), (20, 20, 30, 30), (0, 0, 10, 10))  # overlaps 50 / 150, 0, 1
-    assert ev.mask_overlaps(a, b) == pytest.approx(np.array([[1 / 3, 0.0, 1.0]]))
-    assert ev.mask_overlaps(a, masks_of()).shape == (1, 0)
+    assert mp.mask_overlaps(a, b) == pytest.approx(np.array([[1 / 3, 0.0, 1.0]]))
+    assert mp.mask_overlaps(a, masks_of()).shape == (1, 0)
 
 
 def test_compute_ap_perfect_and_half():
     gt = masks_of((0, 0, 10, 10), (20, 20, 40, 40))
-    ap, _, _, _ = ev.compute_ap(np.array([1, 2]), gt, np.array([2, 1]), np.array([0.8, 0.9]), gt[..., ::-1])
+    ap, _, _, _ = mp.compute_ap(np.array([1, 2]), gt, np.array([2, 1]), np.array([0.8, 0.9]), gt[..., ::-1])
     assert ap == 1.0
     # one of two garments found: precision 1 up to recall 1/2, then 0 -> AP = 1/2
-    ap, precisions, recalls, _ = ev.compute_ap(np.array([1, 2]), gt, np.array([1]), np.array([0.9]), gt[..., :1])
+    ap, precisions, recalls, _ = mp.compute_ap(np.array([1, 2]), gt, np.array([1]), np.array([0.9]), gt[..., :1])
     assert ap == 0.5 and list(recalls) == [0, 0.5, 1] and list(precisions) == [1, 1, 0]
 
 
@@ -297,22 +298,22 @@ def test_the_duplicate_match_quirk():
     gt = masks_of((0, 0, 10, 10))
     preds = masks_of((0, 0, 10, 10), (0, 0, 10, 10))
     args = (np.array([1]), gt, np.array([1, 1]), np.array([0.9, 0.8]), preds)
-    assert ev.compute_ap(*args)[0] == 2.0
-    assert ev.compute_ap(*args, matterport_quirk=False)[0] == 1.0
+    assert mp.compute_ap(*args)[0] == 2.0
+    assert mp.compute_ap(*args, matterport_quirk=False)[0] == 1.0
     # a third duplicate no longer matches: prediction 1 took it for good (gt_match = 1 > 0)
-    gt_match, pred_match = ev.match_predictions(np.ones((3, 1)), np.array([1, 1, 1]), np.array([1]))
+    gt_match, pred_match = mp.match_predictions(np.ones((3, 1)), np.array([1, 1, 1]), np.array([1]))
     assert list(pred_match) == [0, 0, -1] and list(gt_match) == [1]
 
 
 def test_matching_passes_over_wrong_classes_and_stops_below_the_threshold():
     overlaps = np.array([[0.9, 0.6, 0.0],    # class 2: best IoU is a class-1 garment -> takes garment 1
                          [0.4, 0.3, 0.45]])  # best IoU 0.45 < 0.5 -> no match
-    gt_match, pred_match = ev.match_predictions(overlaps, np.array([2, 3]), np.array([1, 2, 3]))
+    gt_match, pred_match = mp.match_predictions(overlaps, np.array([2, 3]), np.array([1, 2, 3]))
     assert list(pred_match) == [1, -1] and list(gt_match) == [-1, 0, -1]
     # greedy by score: prediction 0 takes garment 1 (its best); with the quirk prediction 1 takes it again
     overlaps = np.array([[0.7, 0.8], [0.1, 0.9]])
-    _, quirky = ev.match_predictions(overlaps, np.array([1, 1]), np.array([1, 1]))
-    _, fixed = ev.match_predictions(overlaps, np.array([1, 1]), np.array([1, 1]), matterport_quirk=False)
+    _, quirky = mp.match_predictions(overlaps, np.array([1, 1]), np.array([1, 1]))
+    _, fixed = mp.match_predictions(overlaps, np.array([1, 1]), np.array([1, 1]), matterport_quirk=False)
     assert list(quirky) == [1, 1] and list(fixed) == [1, -1]
 
 
@@ -325,19 +326,19 @@ def test_matterport_map50_is_the_mean_over_images_with_ground_truth():
     found = {(1, 1), (1, 2), (2, 1), (4, 3)}  # (image, category) of A, B, C, G
     records = [r for r in perfect_results() if (r["image_id"], r["category_id"]) in found]
     records.append(detection(5, 1, 0, 0, 10, 10, 0.9))  # a detection in the image without ground truth
-    result = ev.matterport_map50(gt_object(gt_dict), records)
+    result = mp.matterport_map50(gt_object(gt_dict), records)
     assert result["mAP50"] == pytest.approx(0.625)
     assert result["images"] == 4 and result["images_without_gt"] == 1
-    assert ev.matterport_map50(gt_object(gt_dict), records, min_score=0.95)["mAP50"] == pytest.approx(0.625)
-    assert ev.matterport_map50(gt_object(gt_dict), records, min_score=1.01)["mAP50"] == 0.0
+    assert mp.matterport_map50(gt_object(gt_dict), records, min_score=0.95)["mAP50"] == pytest.approx(0.625)
+    assert mp.matterport_map50(gt_object(gt_dict), records, min_score=1.01)["mAP50"] == 0.0
 
 
 def test_matterport_map50_equals_compute_ap_on_pixel_masks():
     records = results_with_errors()
-    result = ev.matterport_map50(gt_object(), records, image_ids=[2])
+    result = mp.matterport_map50(gt_object(), records, image_ids=[2])
     gt = masks_of((10, 10, 50, 50), (55, 5, 78, 25))
     preds = masks_of((18, 10, 58, 50), (55, 5, 78, 25), (0, 45, 20, 59))
-    ap = ev.compute_ap(np.array([1, 3]), gt, np.array([1, 1, 2]), np.array([0.9, 0.7, 0.3]), preds)[0]
+    ap = mp.compute_ap(np.array([1, 3]), gt, np.array([1, 1, 2]), np.array([0.9, 0.7, 0.3]), preds)[0]
     # C found first (IoU 0.667), D's box has the wrong class, the false positive matches nothing:
     # precision 1 up to recall 1/2, then 0 -> AP 1/2
     assert result["mAP50"] == pytest.approx(ap) and ap == pytest.approx(0.5)
@@ -356,6 +357,19 @@ def test_results_that_do_not_fit_the_ground_truth_are_one_line_errors():
         ev.evaluate(gt, mixed)
     with pytest.raises(ev.EvaluationError, match="record 0 is not a detection"):
         ev.evaluate(gt, [{"image_id": 1}])
+    wrong_size = detection(1, 1, 0, 0, 5, 5, 0.5)
+    wrong_size["segmentation"] = mask_utils.encode(np.zeros((10, 10, 1), np.uint8, order="F"))[0]
+    with pytest.raises(ev.EvaluationError, match=r"record 0: mask size \[10, 10\] differs"):
+        ev.evaluate(gt, [wrong_size])
+
+
+def test_ground_truth_without_a_mask_cannot_score_masks():
+    gt_dict = make_gt_dict()
+    gt_dict["annotations"][2]["segmentation"] = []
+    with pytest.raises(ev.EvaluationError, match="annotation 3 .image 2. has no usable segmentation"):
+        ev.evaluate(gt_object(gt_dict), results_with_errors())
+    boxes_only = [{k: v for k, v in r.items() if k != "segmentation"} for r in results_with_errors()]
+    assert ev.evaluate(gt_object(gt_dict), boxes_only)["bbox"]["AP"] > 0  # boxes can still be scored
 
 
 def test_loading_files(tmp_path):

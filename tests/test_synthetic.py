@@ -394,3 +394,23 @@ def test_cli_output_that_is_a_file_exits_2(tmp_path):
     result = _synth(target, "--images", 1, "--force")
     assert result.exit_code == 2 and target.read_text() == "x"
     assert "Traceback" not in result.output
+
+
+def test_cli_failure_exits_1_and_keeps_the_old_split(tmp_path, monkeypatch):
+    import df2coco.synthetic
+
+    out = tmp_path / "split"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def broken(out_dir, *args, **kwargs):
+        (Path(out_dir) / "image").mkdir()
+        (Path(out_dir) / "image" / "000001.jpg").write_bytes(b"half")
+        raise RuntimeError("synthetic-data worker exited with code 1: disk full")
+
+    monkeypatch.setattr(df2coco.synthetic, "generate_split", broken)
+    result = _synth(out, "--images", 3, "--force")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == "Error: synthetic-data worker exited with code 1: disk full"
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split"]  # temporary folder removed

@@ -9,8 +9,9 @@ Used by tests, benchmarks and the demo (which trains a small Mask R-CNN on it).
 
 Modules, in dependency order: ``shapes`` (silhouettes in garment units),
 ``render`` (pixels), ``scene`` (placement and occlusion), ``annotation``
-(DeepFashion2 dicts, pair plan), ``quirks`` (deliberate defects), ``split``
-(files, workers, summary). No TensorFlow here: numpy + OpenCV only.
+(DeepFashion2 dicts, pair plan), ``quirks`` (deliberate defects), ``files``
+(one image's files), ``workers`` (worker processes), ``split`` (the API and
+its summary). No TensorFlow here: numpy + OpenCV only.
 """
 from df2coco.synthetic.annotation import make_image_record
 from df2coco.synthetic.split import SynthSummary, generate_split

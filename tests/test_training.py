@@ -1,0 +1,346 @@
+"""Training mode: layer groups, gradient clipping, mixed precision, distribution (mrcnn.trainer, training_graph).
+
+One small model (resnet50, 64 px images, few ROIs) is built once per module; single
+steps run eagerly (``run_eagerly=True``), which on CPU is faster than tracing the
+training graph for one step. The distribution tests run in subprocesses because
+logical devices and MultiWorkerMirroredStrategy must be set up before TensorFlow starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A config small enough for a CPU step in seconds (overrides of configs/deepfashion2.toml).
+SMALL = dict(BACKBONE="resnet50", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, TRAIN_ROIS_PER_IMAGE=16,
+             POST_NMS_ROIS_TRAINING=100, PRE_NMS_LIMIT=500, MAX_GT_INSTANCES=5, RPN_TRAIN_ANCHORS_PER_IMAGE=32,
+             MINI_MASK_SHAPE=[14, 14], RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128], IMAGES_PER_GPU=2,
+             STEPS_PER_EPOCH=1, VALIDATION_STEPS=1)
+LEARNING_RATE = 0.01
+
+
+def small_config(**overrides):
+    from mrcnn.config import load_config, with_overrides
+
+    config = load_config(REPO / "configs" / "deepfashion2.toml")
+    return with_overrides(config, **{**SMALL, **overrides})
+
+
+def make_split(folder: Path, images: int = 6, seed: int = 3) -> tuple[Path, Path]:
+    """A generated DeepFashion2-like split converted to COCO: (annotations json, image folder)."""
+    from df2coco.convert import convert_split
+    from df2coco.synthetic import generate_split
+
+    generate_split(folder / "split", images, seed=seed, min_side=64, max_side=128, workers=1)
+    convert_split(folder / "split", folder / "train.json", workers=1)
+    return folder / "train.json", folder / "split" / "image"
+
+
+def load_dataset(annotations, images, config):
+    from mrcnn.coco import CocoDataset
+
+    dataset = CocoDataset()
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.prepare()
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return make_split(tmp_path_factory.mktemp("training_split"))
+
+
+@pytest.fixture(scope="module")
+def model(split, tmp_path_factory):
+    from mrcnn.model import MaskRCNN
+
+    return MaskRCNN("training", small_config(), model_dir=tmp_path_factory.mktemp("logs"))
+
+
+@pytest.fixture(scope="module")
+def batch(split):
+    from mrcnn.data import build_training_dataset
+
+    config = small_config()
+    return next(iter(build_training_dataset(load_dataset(*split, config), config, seed=0, augment=False)))
+
+
+def snapshot(keras_model) -> dict:
+    """{variable path: value copy} of every variable of the model (trainable or not)."""
+    return {v.path: np.array(v.numpy()) for v in keras_model.weights}
+
+
+def one_step(mrcnn_model, batch, layers: str, config=None, learning_rate: float = LEARNING_RATE, max_tries=1,
+             loss_scale=None):
+    """One eager SGD step of the layer group; returns (trainer, logs). Retries while the
+    (mixed precision) loss-scale optimizer skips non-finite steps, at most ``max_tries`` steps.
+    ``loss_scale``: wrap the SGD in a LossScaleOptimizer with this initial scale."""
+    import keras
+
+    from mrcnn import trainer as training
+
+    config = config or mrcnn_model.config
+    training.set_trainable(mrcnn_model.keras_model, training.layer_regex(layers))
+    model = training.TrainingModel(mrcnn_model.keras_model, config)
+    optimizer = training.make_optimizer(config, learning_rate)
+    if loss_scale is not None:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=loss_scale)
+    model.compile(optimizer=optimizer, run_eagerly=True)
+    for _ in range(max_tries):
+        logs = model.train_on_batch(batch, return_dict=True)
+        if int(model.optimizer.iterations.numpy()) > 0:
+            break
+    return model, logs
+
+
+def global_step_norm(before: dict, after: dict) -> float:
+    """L2 norm of the change of all variables together."""
+    return float(np.sqrt(sum(np.sum((after[p].astype(np.float64) - before[p]) ** 2) for p in before)))
+
+
+def changed_and_unchanged(before: dict, after: dict) -> tuple[set, set]:
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    return changed, set(before) - changed
+
+
+def layer_of(path: str) -> str:
+    """'rpn_model/rpn_conv_shared/kernel' -> 'rpn_conv_shared'; 'res4a_branch2a/kernel' -> 'res4a_branch2a'."""
+    return path.split("/")[-2]
+
+
+def is_bn_statistic(path: str) -> bool:
+    return path.endswith("moving_mean") or path.endswith("moving_variance")
+
+
+# ------------------------------------------------------------------ layer groups
+def test_heads_step_changes_only_head_layers(model, batch):
+    before = snapshot(model.keras_model)
+    _, logs = one_step(model, batch, "heads")
+    changed, unchanged = changed_and_unchanged(before, snapshot(model.keras_model))
+
+    assert np.isfinite(logs["loss"])
+    heads = ("rpn_", "fpn_", "mrcnn_")
+    assert changed, "the step changed nothing"
+    assert all(layer_of(p).startswith(heads) for p in changed), sorted(changed)[:5]
+    backbone = [p for p in before if not layer_of(p).startswith(heads)]
+    assert backbone and all(p in unchanged for p in backbone)
+    # The layers every batch trains (the box and mask heads only learn from positive ROIs,
+    # which a randomly initialised RPN may not propose; weight decay alone is below float32 resolution).
+    always = {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred", "fpn_c5p5", "fpn_p2",
+              "mrcnn_class_conv1", "mrcnn_class_logits"}
+    assert always <= {layer_of(p) for p in changed if p.endswith("kernel")}
+    assert not any(is_bn_statistic(p) for p in changed)
+
+
+def test_4plus_step_changes_res4_res5_and_heads_but_not_res2_res3(model, batch):
+    before = snapshot(model.keras_model)
+    one_step(model, batch, "4+")
+    changed, unchanged = changed_and_unchanged(before, snapshot(model.keras_model))
+
+    def stage(path):
+        name = layer_of(path)
+        for prefix in ("res", "bn"):
+            if name.startswith(prefix) and name[len(prefix):len(prefix) + 1].isdigit():
+                return int(name[len(prefix)])
+        return None
+
+    frozen = [p for p in before if stage(p) in (2, 3) or layer_of(p) in ("conv1", "bn_conv1")]
+    trained_kernels = [p for p in before if stage(p) in (4, 5) and p.endswith("kernel")]
+    assert frozen and all(p in unchanged for p in frozen)
+    assert trained_kernels and set(trained_kernels) <= changed
+    assert any(layer_of(p).startswith("mrcnn_") for p in changed)
+    # TRAIN_BN is False: BatchNorm runs in inference mode, its moving statistics never move.
+    bn_stats = [p for p in before if is_bn_statistic(p)]
+    assert bn_stats and all(p in unchanged for p in bn_stats)
+
+
+def test_gradient_clipping_uses_the_global_norm(model, batch):
+    """With a GRADIENT_CLIP_NORM far below the gradient's norm, the first SGD step moves the
+    weights by exactly lr * clip (the L2 norm over all variables together)."""
+    clip, learning_rate = 0.1, 0.1
+    before = snapshot(model.keras_model)
+    one_step(model, batch, "heads", config=small_config(GRADIENT_CLIP_NORM=clip), learning_rate=learning_rate)
+    assert global_step_norm(before, snapshot(model.keras_model)) == pytest.approx(learning_rate * clip, rel=1e-3)
+
+
+def test_layer_regex_rejects_a_bad_regex():
+    from mrcnn.trainer import LAYER_GROUPS, layer_regex
+
+    assert layer_regex("heads") == LAYER_GROUPS["heads"]
+    assert layer_regex(r"rpn_.*") == r"rpn_.*"
+    with pytest.raises(Exception):
+        layer_regex("res(4")
+
+
+# ------------------------------------------------------------------ mixed precision
+def test_mixed_precision_step_on_cpu(split, batch, tmp_path):
+    """float16 compute, float32 box layers and losses; the loss scale is undone before clipping."""
+    import keras
+
+    from mrcnn.model import MaskRCNN
+
+    clip, learning_rate = 0.1, 0.1
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = MaskRCNN("training", small_config(GRADIENT_CLIP_NORM=clip), model_dir=tmp_path)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    graph = mixed.keras_model
+    assert graph.get_layer("conv1").compute_dtype == "float16"
+    assert graph.get_layer("conv1").variable_dtype == "float32"
+    for name in ("ROI", "proposal_targets", "roi_align_classifier", "roi_align_mask", "anchors"):
+        assert graph.get_layer(name).compute_dtype == "float32", name
+
+    # compile() wraps the optimizer in a LossScaleOptimizer for the mixed graph by itself ...
+    from mrcnn import trainer as training
+
+    auto = training.TrainingModel(graph, mixed.config)
+    auto.compile(optimizer=training.make_optimizer(mixed.config, learning_rate))
+    assert isinstance(auto.optimizer, keras.optimizers.LossScaleOptimizer)
+    # ... whose first scale, 2**15, overflows float16 gradients of a random model for several
+    # steps (skipped, as designed); a step with a scale of 8 is applied at once.
+    before = snapshot(graph)
+    trainer, logs = one_step(mixed, batch, "heads", learning_rate=learning_rate, max_tries=2, loss_scale=8.0)
+    after = snapshot(graph)
+    assert int(trainer.optimizer.iterations.numpy()) == 1, "every step was skipped as non-finite"
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    # The loss scale multiplies the gradients; clipping must see the unscaled norm,
+    # so the step is lr * clip, not lr * clip / scale.
+    assert global_step_norm(before, after) == pytest.approx(learning_rate * clip, rel=2e-2)
+    assert all(v.dtype == "float32" for v in graph.weights)
+
+
+# ------------------------------------------------------------------ distribution
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[2])
+    import test_training as t
+    from mrcnn import trainer as training
+    from mrcnn.data import build_training_dataset
+    from mrcnn.model import MaskRCNN
+
+    annotations, images, logs = sys.argv[3:6]
+    single_config = t.small_config(IMAGES_PER_GPU=1)
+    element = next(iter(build_training_dataset(t.load_dataset(annotations, images, single_config),
+                                               single_config, seed=0, augment=False)))
+    # The same image twice: each replica's loss then equals the whole batch's.
+    batch = {k: tf.concat([v, v], axis=0) for k, v in element.items()}
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = {}
+    for clip in (0.0, 1e-3):
+        config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=2, GRADIENT_CLIP_NORM=clip)
+        single = MaskRCNN("training", config, model_dir=logs)
+        mirrored = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
+        mirrored.keras_model.set_weights(single.keras_model.get_weights())
+        updates, losses = [], []
+        for m in (single, mirrored):
+            before = [np.array(w) for w in m.keras_model.get_weights()]
+            training.set_trainable(m.keras_model, "rpn_.*")
+            with m.strategy.scope():
+                trainer = training.TrainingModel(m.keras_model, config)
+                trainer.compile(optimizer=training.make_optimizer(config, 0.01), run_eagerly=True)
+            history = trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+            after = m.keras_model.get_weights()
+            updates.append([a - b for a, b in zip(after, before)])
+            losses.append({k: history.history[k][0] for k in ("rpn_class_loss", "rpn_bbox_loss")})
+        diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*updates))
+        size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in updates[0])
+        results[str(clip)] = {"max_diff": diff, "max_update": size, "losses": losses,
+                              "replicas": mirrored.strategy.num_replicas_in_sync}
+    print("RESULT " + json.dumps(results))
+""")
+
+
+def run_python(script: str, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
+
+
+def result_of(process: subprocess.CompletedProcess) -> dict:
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    assert process.returncode == 0 and lines, process.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_mirrored_strategy_on_two_cpus_matches_one_device(split, tmp_path):
+    """The update on 2 replicas (one image each) equals the one-device update on both images:
+    replica losses are divided by the replica count, and clipping sees the summed gradient."""
+    results = result_of(run_python(MIRRORED_SCRIPT, REPO, REPO / "tests", *split, tmp_path))
+    for clip, result in results.items():
+        assert result["replicas"] == 2
+        assert result["max_update"] > 0, clip
+        assert result["max_diff"] <= 1e-3 * result["max_update"] + 1e-9, (clip, result)
+        single, mirrored = result["losses"]
+        for name in single:
+            assert mirrored[name] == pytest.approx(single[name], rel=1e-4), (clip, name)
+
+
+MULTI_WORKER_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[2])
+    import test_training as t
+    from mrcnn.model import MaskRCNN
+
+    annotations, images, logs = sys.argv[3:6]
+    config = t.small_config(IMAGES_PER_GPU=1)
+    dataset = t.load_dataset(annotations, images, config)
+    model = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
+    history = model.train(dataset, None, learning_rate=0.001, epochs=1, layers="heads", seed=0, verbose=0)
+    print("RESULT " + json.dumps({"loss": history.history["loss"][0], "epoch": model.epoch,
+                                  "files": sorted(os.listdir(model.log_dir)),
+                                  "replicas": strategy.num_replicas_in_sync}))
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_strategy_single_worker_trains_an_epoch(split, tmp_path):
+    tf_config = {"cluster": {"worker": [f"localhost:{free_port()}"]}, "task": {"type": "worker", "index": 0}}
+    process = run_python(MULTI_WORKER_SCRIPT, REPO, REPO / "tests", *split, tmp_path,
+                         env={"TF_CONFIG": json.dumps(tf_config)})
+    result = result_of(process)
+    assert result["replicas"] == 1
+    assert np.isfinite(result["loss"])
+    assert result["epoch"] == 1
+    assert "mask_rcnn_deepfashion2_0001.h5" in result["files"]
+
+
+def test_is_chief_for_worker_roles():
+    from types import SimpleNamespace
+
+    from mrcnn.trainer import is_chief
+
+    def strategy(task_type, task_id, cluster):
+        spec = SimpleNamespace(as_dict=lambda: cluster)
+        return SimpleNamespace(cluster_resolver=SimpleNamespace(task_type=task_type, task_id=task_id,
+                                                                cluster_spec=lambda: spec))
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(SimpleNamespace())  # no cluster: a single process
+    assert is_chief(strategy("worker", 0, workers))
+    assert not is_chief(strategy("worker", 1, workers))
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert is_chief(strategy("chief", 0, with_chief))
+    assert not is_chief(strategy("worker", 0, with_chief))
