@@ -19,8 +19,11 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["df2coco", "df2coco.*", "mrcnn", "mrcnn.*", "fseg", "fseg.*"]),
-    package_data={"fseg": ["configs/*.toml"]},
+    packages=find_packages(include=["df2coco", "df2coco.*", "mrcnn", "mrcnn.*", "fseg", "fseg.*"])
+    + ["fseg.configs"],
+    # The repository's configs/ ships inside the package as fseg/configs/ (see fseg/paths.py).
+    package_dir={"fseg.configs": "configs"},
+    package_data={"fseg.configs": ["*.toml"]},
     install_requires=requirements(),
     entry_points={"console_scripts": ["fseg = fseg.cli:main"]},
 )
