@@ -95,6 +95,21 @@ class TrainingModel(keras.Model):
         self.weight_decay = float(config.WEIGHT_DECAY)
         self.clip_norm = float(config.GRADIENT_CLIP_NORM or 0.0)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *losses.LOSS_NAMES)}
+        self.built = True  # the wrapped graph is built; call() only delegates to it
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras hook run by fit() before training under a distribution strategy.
+
+        Keras averages the first distributed batch over the replicas to trace shapes, which
+        fails on the bool ground-truth masks (no AddN for bool). Nothing needs tracing here:
+        the graph is built and there are no compiled losses or metrics, so only the
+        optimizer's variables are created, in the strategy's scope.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)  # set when created in a strategy's scope
+        if strategy is None:
+            return
+        with strategy.scope():
+            self._symbolic_build(data_batch={})
 
     def call(self, inputs, training=False):
         return self.graph(inputs, training=training)
