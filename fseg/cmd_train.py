@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import click
@@ -24,7 +25,15 @@ Examples:
 
 Weights whose class count differs from the config's NUM_CLASSES (such as the
 81-class COCO file) are loaded without the class-specific head layers.
-With TF_CONFIG set, training runs across machines (MultiWorkerMirroredStrategy).
+With TF_CONFIG set, training runs across machines (MultiWorkerMirroredStrategy;
+see docs/usage_train.md).
+
+After every epoch a checkpoint logs/<name><timestamp>/mask_rcnn_<name>_<NNNN>.h5
+is written (atomically), a row is added to training_log.csv there, and the
+losses go to TensorBoard (tensorboard --logdir logs). Ctrl-C stops the run
+(exit code 130) keeping every finished epoch; --weights last resumes it.
+A NaN or infinite loss stops the run (exit code 1) and keeps the last good
+checkpoint.
 """
 
 
@@ -50,7 +59,9 @@ With TF_CONFIG set, training runs across machines (MultiWorkerMirroredStrategy).
               help="Learning rate (LEARNING_RATE); schedule stages scale it by their lr_scale.")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="GPUs to train on (tf.distribute.MirroredStrategy when > 1).")
-@click.option("--mixed-precision", is_flag=True, help="Compute in float16 with float32 weights (GPUs).")
+@click.option("--mixed-precision", is_flag=True,
+              help="Compute in float16 with float32 weights and dynamic loss scaling (faster on "
+                   "recent GPUs; works but is slow on CPUs).")
 @click.option("--logs", "logs_dir", default="logs", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the run folders (checkpoints, CSV and TensorBoard logs).")
 @click.option("--seed", type=int, help="Seed of the data order and augmentation.")
@@ -66,16 +77,51 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
         if folder is not None and not Path(folder).is_dir():
             raise CommandError(f"images folder not found: {folder}", EXIT_USAGE)
 
-    from fseg.cli_util import import_tensorflow_quietly
+    previous = _stop_on_sigterm()
+    try:
+        _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
+             steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment)
+    except KeyboardInterrupt:
+        raise CommandError("interrupted before training started; nothing was written", 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if mixed_precision:  # leave the process as it was (matters when called in-process, e.g. by tests)
+            import keras
 
-    import_tensorflow_quietly()
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _stop_on_sigterm():
+    """Make `kill <pid>` (SIGTERM) stop the run like Ctrl-C: same message, finished epochs kept.
+
+    Returns the previous handler (None when not in the main thread, where handlers cannot be set).
+    """
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
+         steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment):
     from fseg import paths
     from mrcnn.config import ConfigError, load_config, with_overrides
-    from mrcnn.dataset import DatasetError
 
     config_file = Path(config_path) if config_path else paths.default_config_path()
     with user_errors(ConfigError):
         config = load_config(config_file)
+    weights_path = _resolve_weights(weights, config, logs_dir)
+
+    from fseg.cli_util import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    stages = _stages(config, layers, epochs)
+    from mrcnn.dataset import DatasetError
+
     strategy = _strategy(gpus)
     overrides = {"GPU_COUNT": strategy.num_replicas_in_sync}
     if steps_per_epoch:
@@ -86,13 +132,13 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
         overrides["LEARNING_RATE"] = learning_rate
     with user_errors(ConfigError):
         config = with_overrides(config, source="command line", **overrides)
-    stages = _stages(config, layers, epochs)
     if mixed_precision:
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_float16")
     echo_err(f"config: {config_file} (NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
-             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s))")
+             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s)"
+             f"{', mixed float16' if mixed_precision else ''})")
 
     with user_errors(DatasetError):
         train_set = _load_dataset(annotations, images, config, "training")
@@ -101,20 +147,28 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
     from mrcnn.model import MaskRCNN
 
     model = MaskRCNN(mode="training", config=config, model_dir=logs_dir, strategy=strategy)
-    _load_starting_weights(model, weights, logs_dir)
+    _load_starting_weights(model, weights_path)
     echo_err(f"run folder: {model.log_dir} (starting after epoch {model.epoch})")
+    if all(stage["epochs"] <= model.epoch for stage in stages):
+        echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
+                 f"{stages[-1]['epochs']} (raise --epochs)")
+        return
     try:
         for stage in stages:
+            if stage["epochs"] <= model.epoch:
+                continue
             lr = config.LEARNING_RATE * stage["lr_scale"]
-            echo_err(f"stage: layers {stage['layers']}, up to epoch {stage['epochs']}, learning rate {lr:g}")
+            echo_err(f"stage: layers {stage['layers']}, epochs {model.epoch + 1} to {stage['epochs']}, "
+                     f"learning rate {lr:g}")
             model.train(train_set, val_set, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
                         augmentation=not no_augment, seed=seed)
     except KeyboardInterrupt:
-        raise CommandError(f"interrupted after epoch {model.epoch}; resume with --weights last "
-                           f"(checkpoints in {model.log_dir})", 130) from None
+        kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
+        raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "
+                           f"resume with --weights last", 130) from None
     except FloatingPointError as exc:
         raise CommandError(str(exc), EXIT_FAILED) from None
-    echo_err(f"done: epoch {model.epoch}; checkpoints in {model.log_dir}")
+    echo_err(f"done: epoch {model.epoch}; checkpoints and training_log.csv in {model.log_dir}")
 
 
 def _strategy(gpus: int):
@@ -166,23 +220,30 @@ def _load_dataset(annotations, images, config, what):
     return dataset
 
 
-def _load_starting_weights(model, weights: str, logs_dir) -> None:
+def _resolve_weights(weights: str, config, logs_dir) -> str | None:
+    """--weights -> the file to load (None for 'none'); checked before anything slow happens."""
+    from mrcnn import checkpoints
+
+    if weights == "none":
+        return None
+    if weights == "last":
+        path = checkpoints.find_last(logs_dir, config.NAME or "mrcnn")
+        if path is None:
+            raise CommandError(f"--weights last: no checkpoint of {(config.NAME or 'mrcnn')!r} under {logs_dir}",
+                               EXIT_USAGE)
+        return str(path)
+    if not Path(weights).is_file():
+        raise CommandError(f"weights file not found: {weights}", EXIT_USAGE)
+    return weights
+
+
+def _load_starting_weights(model, path: str | None) -> None:
     from mrcnn.model import HEAD_LAYERS_BY_CLASS
     from mrcnn.weights import WeightsError, inspect_weights
 
-    if weights == "none":
+    if path is None:
         echo_err("weights: random initialisation")
         return
-    if weights == "last":
-        try:
-            path = model.find_last()
-        except FileNotFoundError:
-            raise CommandError(f"--weights last: no checkpoint of {model.config.NAME!r} under {logs_dir}",
-                               EXIT_USAGE) from None
-    else:
-        path = weights
-        if not Path(path).is_file():
-            raise CommandError(f"weights file not found: {path}", EXIT_USAGE)
     with user_errors(WeightsError, exit_code=EXIT_FAILED):
         file_classes = inspect_weights(path).num_classes
         exclude = []

@@ -25,7 +25,11 @@ from keras import layers
 # Identity blocks after the first (conv) block of stage 4, per bottleneck backbone.
 STAGE4_IDENTITY_BLOCKS = {"resnet50": 5, "resnet101": 22}
 # Basic-block backbones: blocks per stage (stages 2..5) and the channels of C2..C5.
-BASIC_BLOCK_LAYOUTS = {"resnet18": ((2, 2, 2, 2), (64, 128, 256, 512))}
+# The stem (conv1) is as wide as C2.
+BASIC_BLOCK_LAYOUTS = {
+    "resnet18": ((2, 2, 2, 2), (64, 128, 256, 512)),
+    "resnet18_half": ((2, 2, 2, 2), (32, 64, 128, 256)),  # half the channels: ~1/4 of the compute
+}
 BACKBONES = (*STAGE4_IDENTITY_BLOCKS, *BASIC_BLOCK_LAYOUTS)
 
 
@@ -112,10 +116,10 @@ def _basic_stage(x, filters, stage, num_blocks, strides, train_bn):
     return x
 
 
-def _stem(input_image, train_bn):
-    """Pad 3, conv 7x7/2 'valid' (64), BN, ReLU, max-pool 3x3/2 'same': [B, H/4, W/4, 64]."""
+def _stem(input_image, train_bn, width=64):
+    """Pad 3, conv 7x7/2 'valid', BN, ReLU, max-pool 3x3/2 'same': [B, H/4, W/4, width]."""
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
+    x = layers.Conv2D(width, 7, strides=2, name="conv1")(x)
     x = BatchNorm(train_bn, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     return layers.MaxPooling2D(3, strides=2, padding="same")(x)
@@ -142,7 +146,7 @@ def resnet_graph(input_image, architecture: str, train_bn: bool = False):
 def _basic_resnet_graph(input_image, architecture: str, train_bn: bool):
     """Basic-block ResNet (e.g. resnet18) with the stem of the bottleneck ones; see resnet_graph."""
     blocks, widths = BASIC_BLOCK_LAYOUTS[architecture]
-    outputs = [x := _stem(input_image, train_bn)]
+    outputs = [x := _stem(input_image, train_bn, widths[0])]
     for stage, (num_blocks, width) in enumerate(zip(blocks, widths), start=2):
         x = _basic_stage(x, width, stage, num_blocks, 1 if stage == 2 else 2, train_bn)
         outputs.append(x)

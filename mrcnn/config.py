@@ -260,8 +260,9 @@ def validate(config: Config, source: str = "config") -> None:
             f"{source}: CLASS_NAMES has {len(config.CLASS_NAMES)} names but NUM_CLASSES is "
             f"{config.NUM_CLASSES} (background included)"
         )
-    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18"):
-        raise ConfigError(f"{source}: BACKBONE must be resnet50, resnet101 or resnet18, got {config.BACKBONE!r}")
+    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18", "resnet18_half"):
+        raise ConfigError(f"{source}: BACKBONE must be resnet50, resnet101, resnet18 or resnet18_half, "
+                          f"got {config.BACKBONE!r}")
     if config.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and config.IMAGE_MAX_DIM % 64:

@@ -19,10 +19,13 @@ unscales them, skipping the step and halving the scale when they are not finite.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -139,10 +142,16 @@ class TrainingModel(keras.Model):
         return total + losses.weight_decay_loss(self.graph.trainable_weights, self.weight_decay)
 
     def _track(self, total, parts) -> dict:
+        """Updates the running means; returns {name: running mean} for the logs."""
         self.trackers["loss"].update_state(total)
         for name, value in parts.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras averages the logs of several workers with reduce(MEAN, axis=0), which needs
+            # an axis: give each value one (a scalar comes back out).
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
@@ -187,6 +196,14 @@ class TrainingModel(keras.Model):
         return self._track(self.total_loss(parts), parts)
 
 
+def _multi_worker(strategy) -> bool:
+    """True under a MultiWorkerMirroredStrategy with more than one worker."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict() or {}
+    return sum(len(tasks) for role, tasks in cluster.items() if role in ("chief", "worker")) > 1
+
+
 def make_optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
     """SGD with momentum. The global-norm clipping (GRADIENT_CLIP_NORM) is done by
     ``TrainingModel.train_step`` on the gradient summed over replicas (see module docstring)."""
@@ -212,6 +229,29 @@ def _finite(value) -> bool:
     return value is None or math.isfinite(float(value))
 
 
+@contextlib.contextmanager
+def signals_deferred():
+    """Holds back Ctrl-C (SIGINT) and SIGTERM until the block is done, then delivers them.
+
+    Used around writing and recording a checkpoint, so an interrupt never falls between
+    the file appearing and ``last_epoch`` saying so. Only the main thread can do this;
+    elsewhere the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda number, frame: received.append(number)) for number in watched}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 class LegacyCheckpoint(keras.callbacks.Callback):
     """Saves matterport-layout weights after every epoch (atomically), unless the epoch's loss is not finite.
 
@@ -230,11 +270,12 @@ class LegacyCheckpoint(keras.callbacks.Callback):
         if not _finite((logs or {}).get("loss")) or getattr(self.model, "stop_training", False):
             return  # a non-finite or interrupted epoch is not a checkpoint
         path = Path(self.path_for_epoch(epoch + 1))
-        if self.write:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            weights.save_weights(self.keras_model, path)
-            self.saved.append(path)
-        self.last_epoch = epoch + 1
+        with signals_deferred():
+            if self.write:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                weights.save_weights(self.keras_model, path)
+                self.saved.append(path)
+            self.last_epoch = epoch + 1
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -162,8 +162,8 @@ def build_training_model(config) -> keras.Model:
         [rois, image_meta, *feature_maps])
     mrcnn_class_logits, _, mrcnn_bbox = fpn_classifier_head(
         pooled, num_rois, config.NUM_CLASSES, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.TRAIN_BN)
-    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask", dtype=FLOAT32)(
-        [rois, image_meta, *feature_maps])
+    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask",
+                                   dtype=FLOAT32)([rois, image_meta, *feature_maps])
     mrcnn_mask = fpn_mask_head(pooled_masks, num_rois, config.NUM_CLASSES, config.TRAIN_BN)
 
     outputs = {

@@ -67,3 +67,27 @@ def test_loss_falls_well_below_its_start_from_random_weights(synthetic_split, tm
         assert history[name][-1] < 1.5 * history[name][0] + 0.05, (name, history[name])
     # A checkpoint was written for every epoch, in matterport's naming.
     assert len(list(Path(model.log_dir).glob("mask_rcnn_synthetic_*.h5"))) == EPOCHS
+
+
+def test_mask_loss_of_the_first_rows_equals_the_loss_over_all_rows():
+    """The mask branch may run on the first M ROIs only (positives come first): same loss."""
+    import numpy as np
+
+    from mrcnn.losses import mrcnn_mask_loss
+
+    rng = np.random.default_rng(0)
+    batch, rows, first, classes = 2, 6, 3, 4
+    class_ids = np.zeros((batch, rows), np.int32)
+    class_ids[0, :2] = [3, 1]  # positives first, then negatives / padding
+    class_ids[1, :3] = [2, 2, 3]
+    target = (rng.random((batch, rows, 5, 5)) > 0.5).astype(np.float32)
+    predicted = rng.uniform(0.05, 0.95, (batch, rows, 5, 5, classes)).astype(np.float32)
+    everything = float(mrcnn_mask_loss(target, class_ids, predicted))
+    first_rows = float(mrcnn_mask_loss(target[:, :first], class_ids, predicted[:, :first]))
+    # Independently: mean binary cross-entropy over the positive rows' own-class masks.
+    picks = [(b, r) for b in range(batch) for r in range(rows) if class_ids[b, r] > 0]
+    p = np.stack([predicted[b, r, :, :, class_ids[b, r]] for b, r in picks])
+    t = np.stack([target[b, r] for b, r in picks])
+    expected = float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+    assert np.isclose(everything, expected, rtol=1e-5)
+    assert np.isclose(first_rows, expected, rtol=1e-5)

@@ -241,7 +241,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     batch = {k: tf.concat([v, v], axis=0) for k, v in element.items()}
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
-    for clip in (0.0, 1e-3):
+    for clip, learning_rate in ((0.0, 0.01), (0.1, 1.0)):
         config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=2, GRADIENT_CLIP_NORM=clip)
         single = MaskRCNN("training", config, model_dir=logs)
         mirrored = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
@@ -252,15 +252,16 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             training.set_trainable(m.keras_model, "rpn_.*")
             with m.strategy.scope():
                 trainer = training.TrainingModel(m.keras_model, config)
-                trainer.compile(optimizer=training.make_optimizer(config, 0.01), run_eagerly=True)
-            history = trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+                trainer.compile(optimizer=training.make_optimizer(config, learning_rate), run_eagerly=True)
+            history = trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False)
             after = m.keras_model.get_weights()
             updates.append([a - b for a, b in zip(after, before)])
             losses.append({k: history.history[k][0] for k in ("rpn_class_loss", "rpn_bbox_loss")})
         diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*updates))
         size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in updates[0])
-        results[str(clip)] = {"max_diff": diff, "max_update": size, "losses": losses,
-                              "replicas": mirrored.strategy.num_replicas_in_sync}
+        step_norms = [float(np.sqrt(sum(np.sum(np.square(u, dtype=np.float64)) for u in us))) for us in updates]
+        results[str(clip)] = {"max_diff": diff, "max_update": size, "losses": losses, "step_norms": step_norms,
+                              "learning_rate": learning_rate, "replicas": mirrored.strategy.num_replicas_in_sync}
     print("RESULT " + json.dumps(results))
 """)
 
@@ -279,7 +280,9 @@ def result_of(process: subprocess.CompletedProcess) -> dict:
 
 def test_mirrored_strategy_on_two_cpus_matches_one_device(split, tmp_path):
     """The update on 2 replicas (one image each) equals the one-device update on both images:
-    replica losses are divided by the replica count, and clipping sees the summed gradient."""
+    replica losses are divided by the replica count (no clipping: a missing division would
+    double the update), and clipping sees the summed gradient (Keras alone would clip each
+    replica's half and their sum would be twice too long)."""
     results = result_of(run_python(MIRRORED_SCRIPT, REPO, REPO / "tests", *split, tmp_path))
     for clip, result in results.items():
         assert result["replicas"] == 2
@@ -288,6 +291,9 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(split, tmp_path):
         single, mirrored = result["losses"]
         for name in single:
             assert mirrored[name] == pytest.approx(single[name], rel=1e-4), (clip, name)
+        if float(clip) > 0:  # clipping was active: both steps are exactly lr * clip long
+            for norm in result["step_norms"]:
+                assert norm == pytest.approx(result["learning_rate"] * float(clip), rel=1e-3)
 
 
 MULTI_WORKER_SCRIPT = textwrap.dedent("""
@@ -300,12 +306,12 @@ MULTI_WORKER_SCRIPT = textwrap.dedent("""
     from mrcnn.model import MaskRCNN
 
     annotations, images, logs = sys.argv[3:6]
-    config = t.small_config(IMAGES_PER_GPU=1)
+    config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=strategy.num_replicas_in_sync)  # one image per worker
     dataset = t.load_dataset(annotations, images, config)
     model = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
     history = model.train(dataset, None, learning_rate=0.001, epochs=1, layers="heads", seed=0, verbose=0)
-    print("RESULT " + json.dumps({"loss": history.history["loss"][0], "epoch": model.epoch,
-                                  "files": sorted(os.listdir(model.log_dir)),
+    files = sorted(os.listdir(model.log_dir)) if os.path.isdir(model.log_dir) else []
+    print("RESULT " + json.dumps({"loss": history.history["loss"][0], "epoch": model.epoch, "files": files,
                                   "replicas": strategy.num_replicas_in_sync}))
 """)
 
@@ -327,6 +333,33 @@ def test_multi_worker_strategy_single_worker_trains_an_epoch(split, tmp_path):
     assert "mask_rcnn_deepfashion2_0001.h5" in result["files"]
 
 
+def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
+    """Two worker processes on this machine: they train one step each epoch together (one
+    image each), report the same (all-reduced) loss, and only the chief writes files."""
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", MULTI_WORKER_SCRIPT, REPO, REPO / "tests", *split, tmp_path / f"logs{index}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO))
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)
+            results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    chief, other = results
+    assert chief["replicas"] == other["replicas"] == 2
+    assert np.isfinite(chief["loss"]) and chief["loss"] == pytest.approx(other["loss"], rel=1e-6)
+    assert "mask_rcnn_deepfashion2_0001.h5" in chief["files"] and "training_log.csv" in chief["files"]
+    assert other["files"] == []
+
+
 def test_is_chief_for_worker_roles():
     from types import SimpleNamespace
 
@@ -344,3 +377,29 @@ def test_is_chief_for_worker_roles():
     with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
     assert is_chief(strategy("chief", 0, with_chief))
     assert not is_chief(strategy("worker", 0, with_chief))
+
+
+# ------------------------------------------------------------------ small pieces
+def test_signals_are_held_back_while_a_checkpoint_is_recorded():
+    import signal
+
+    from mrcnn.trainer import signals_deferred
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the block
+            steps.append("after the signal")
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_validation_steps_never_exceed_the_full_batches_available():
+    from types import SimpleNamespace
+
+    from mrcnn.trainer import validation_steps
+
+    config = SimpleNamespace(VALIDATION_STEPS=50, BATCH_SIZE=2)
+    assert validation_steps(SimpleNamespace(image_ids=list(range(7))), config) == 3
+    assert validation_steps(SimpleNamespace(image_ids=list(range(500))), config) == 50
+    assert validation_steps(SimpleNamespace(image_ids=[0]), config) == 0
