@@ -90,6 +90,10 @@ def demo(ctx, out_dir, minutes, train_images, val_images, config_path, seed, for
     click.echo(summary(out, metrics, time.monotonic() - start))
 
 
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def newest_checkpoint(logs: Path, config: Path) -> Path:
     from mrcnn.checkpoints import find_last
     from mrcnn.config import load_config
@@ -105,13 +109,13 @@ def step(number: int, text: str) -> None:
 
 
 def summary(out: Path, metrics: dict, seconds: float) -> str:
-    segm = metrics.get("segm", {}).get("summary", {})
-    bbox = metrics.get("bbox", {}).get("summary", {})
+    segm = metrics.get("segm") or {}
+    bbox = metrics.get("bbox") or {}
     lines = [
         "",
         f"Demo finished in {seconds / 60:.1f} minutes.",
-        f"  mask AP50 {segm.get('AP50', float('nan')):.3f}   mask AP {segm.get('AP', float('nan')):.3f}   "
-        f"box AP50 {bbox.get('AP50', float('nan')):.3f}",
+        f"  mask AP50 {_num(segm.get('AP50'))}   mask AP {_num(segm.get('AP'))}   "
+        f"box AP50 {_num(bbox.get('AP50'))}   (synthetic validation split)",
         f"  data:        {out / 'train'}, {out / 'val'}, {out / 'train.json'}, {out / 'val.json'}",
         f"  checkpoints: {out / 'logs'}",
         f"  metrics:     {out / 'evaluation' / 'metrics.json'}",

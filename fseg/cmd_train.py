@@ -66,8 +66,12 @@ checkpoint.
               help="Folder of the run folders (checkpoints, CSV and TensorBoard logs).")
 @click.option("--seed", type=int, help="Seed of the data order and augmentation.")
 @click.option("--no-augment", is_flag=True, help="Switch off flips, scale jitter and colour changes.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
+              help="Stop at the end of the first epoch that ends after MINUTES of training (its checkpoint "
+                   "is written); later stages are skipped.")
 def train(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment):
+          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
+          time_limit):
     if (val_annotations is None) != (val_images is None):
         raise CommandError("--val-annotations and --val-images go together", EXIT_USAGE)
     for path in (annotations, val_annotations):
@@ -80,7 +84,8 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
     previous = _stop_on_sigterm()
     try:
         _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-             steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment)
+             steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
+             time_limit)
     except KeyboardInterrupt:
         raise CommandError("interrupted before training started; nothing was written", 130) from None
     finally:
@@ -107,7 +112,8 @@ def _stop_on_sigterm():
 
 
 def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-         steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment):
+         steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
+         time_limit):
     from fseg import paths
     from mrcnn.config import ConfigError, load_config, with_overrides
 
@@ -153,15 +159,22 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
         echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
                  f"{stages[-1]['epochs']} (raise --epochs)")
         return
+    from mrcnn.trainer import TimeLimit
+
+    budget = TimeLimit(time_limit * 60) if time_limit else None
     try:
         for stage in stages:
             if stage["epochs"] <= model.epoch:
                 continue
+            if budget is not None and budget.expired:
+                echo_err(f"time limit of {time_limit:g} minutes reached: stages from epoch {model.epoch + 1} "
+                         f"on skipped")
+                break
             lr = config.LEARNING_RATE * stage["lr_scale"]
             echo_err(f"stage: layers {stage['layers']}, epochs {model.epoch + 1} to {stage['epochs']}, "
                      f"learning rate {lr:g}")
             model.train(train_set, val_set, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
-                        augmentation=not no_augment, seed=seed)
+                        augmentation=not no_augment, seed=seed, custom_callbacks=[budget] if budget else None)
     except KeyboardInterrupt:
         kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
         raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "

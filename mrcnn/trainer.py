@@ -300,6 +300,33 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch that ends after ``seconds`` of training.
+
+    Pass the same object to several stages to give them one shared budget; the clock
+    starts when the first stage begins training. It runs after the checkpoint
+    callback (custom callbacks come last), so the epoch it stops at is saved.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.started: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.started is not None and time.monotonic() - self.started >= self.seconds
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.expired:
+            log.info("time limit of %.0f s reached after epoch %d", self.seconds, epoch + 1)
+            self.model.stop_training = True
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the learning rate to the epoch logs; must come before the CSV and TensorBoard loggers."""
 

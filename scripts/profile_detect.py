@@ -17,9 +17,11 @@ output of the stage before it, on the same 1024x1024 image as scripts/bench_pred
 
 Each stage: median of --runs calls after one untimed call. The full detect() is timed
 the same way for comparison; the sum of the stages should be close to it.
+--clock cpu measures process CPU time (all threads) instead of wall time: on a machine
+shared with other jobs, CPU time with --threads 1 is far less disturbed by their load.
 
 Usage:
-  python scripts/profile_detect.py [--backbone resnet50] [--runs 5] [--threads 2]
+  python scripts/profile_detect.py [--backbone resnet50] [--runs 5] [--threads 2] [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -37,14 +39,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def median_seconds(fn, runs: int):
-    """Calls fn() once untimed, then ``runs`` times; returns (median seconds, last result)."""
+    """Calls fn() once untimed, then ``runs`` times; returns (median seconds of ``clock``, last result)."""
     result = fn()
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start = clock()
         result = fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times), result
 
 
@@ -176,11 +182,15 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101"])
     parser.add_argument("--runs", type=int, default=5, help="timed calls per stage (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="TF intra/inter-op threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or process CPU time (steadier on a loaded machine)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     load_before = os.getloadavg()
     timings = profile(args.backbone, args.runs, args.threads)
     total = dict(timings)["detect() end to end"]
-    print(f"{args.backbone}, threads={args.threads}, runs={args.runs}, "
+    print(f"{args.backbone}, threads={args.threads}, runs={args.runs}, clock={args.clock}, "
           f"load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     print("| stage | s | % of detect() |\n|---|---|---|")
     for name, seconds in timings:
