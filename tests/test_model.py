@@ -1,0 +1,83 @@
+"""MaskRCNN's public API on a small random model: detect() outputs, batching, molding, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrcnn.config import config_from_dict
+from mrcnn.model import MaskRCNN
+
+NUM_CLASSES = 5
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = config_from_dict(dict(
+        NAME="small", NUM_CLASSES=NUM_CLASSES, BACKBONE="resnet50", IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128,
+        IMAGES_PER_GPU=2, POST_NMS_ROIS_INFERENCE=64, DETECTION_MAX_INSTANCES=12, DETECTION_MIN_CONFIDENCE=0.0))
+    return MaskRCNN(mode="inference", config=config, model_dir="unused")
+
+
+def random_image(rng, height, width):
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def test_detect_returns_matterport_results_for_a_batch_of_different_sizes(model):
+    rng = np.random.default_rng(0)
+    images = [random_image(rng, 100, 150), random_image(rng, 128, 90)]
+    results = model.detect(images)
+    assert len(results) == 2
+    for image, r in zip(images, results):
+        h, w = image.shape[:2]
+        n = len(r["class_ids"])
+        assert set(r) == {"rois", "class_ids", "scores", "masks"}
+        assert r["rois"].dtype == np.int32 and r["rois"].shape == (n, 4)
+        assert r["class_ids"].dtype == np.int32 and r["scores"].dtype == np.float32
+        assert r["masks"].dtype == bool and r["masks"].shape == (h, w, n)
+        assert n <= 12
+        if n:
+            y1, x1, y2, x2 = r["rois"].T
+            assert (y1 >= 0).all() and (x1 >= 0).all() and (y2 <= h).all() and (x2 <= w).all()
+            assert (y1 < y2).all() and (x1 < x2).all()
+            assert ((r["class_ids"] >= 1) & (r["class_ids"] < NUM_CLASSES)).all()
+            assert ((r["scores"] >= 0) & (r["scores"] <= 1)).all()
+            assert (np.diff(r["scores"]) <= 1e-6).all(), "detections are sorted by score"
+            # Each mask lies inside its box.
+            for k in range(n):
+                ys, xs = np.nonzero(r["masks"][..., k])
+                if len(ys):
+                    assert ys.min() >= y1[k] and ys.max() < y2[k] and xs.min() >= x1[k] and xs.max() < x2[k]
+
+
+def test_detect_is_deterministic_and_batch_independent(model):
+    rng = np.random.default_rng(1)
+    a, b = random_image(rng, 120, 120), random_image(rng, 80, 128)
+    first = model.detect([a, b])
+    second = model.detect([b, a])
+    np.testing.assert_array_equal(first[0]["rois"], second[1]["rois"])
+    np.testing.assert_allclose(first[0]["scores"], second[1]["scores"], atol=1e-5)
+
+
+def test_mold_inputs_window_and_meta(model):
+    molded, metas, windows = model.mold_inputs([np.zeros((64, 128, 3), np.uint8)])
+    assert molded.shape == (1, 128, 128, 3) and molded.dtype == np.float32
+    np.testing.assert_array_equal(windows[0], [32, 0, 96, 128])  # 64x128 scaled x1, centred vertically
+    assert metas.shape == (1, 12 + NUM_CLASSES)
+    np.testing.assert_allclose(molded[0, 0, 0], -model.config.MEAN_PIXEL, rtol=1e-6)  # padding = -mean
+
+
+def test_detect_checks_its_inputs(model):
+    with pytest.raises(ValueError, match="BATCH_SIZE=2"):
+        model.detect([np.zeros((64, 64, 3), np.uint8)])
+    with pytest.raises(ValueError, match="mode"):
+        MaskRCNN(mode="predict", config=model.config, model_dir="unused")
+
+
+def test_inference_model_has_matterport_outputs_and_nested_rpn(model):
+    names = [layer.name for layer in model.keras_model.layers]
+    for name in ("conv1", "bn_conv1", "res4f_branch2c", "fpn_p2", "rpn_model", "ROI", "mrcnn_detection",
+                 "mrcnn_class_conv1", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask_deconv", "mrcnn_mask"):
+        assert name in names, name
+    rpn = model.keras_model.get_layer("rpn_model")
+    assert [l.name for l in rpn.layers if l.weights] == ["rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"]
+    assert len(model.keras_model.outputs) == 7
