@@ -10,6 +10,7 @@ The weights and the arithmetic are identical.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from mrcnn.backbone import BatchNorm
@@ -43,6 +44,41 @@ class UnfoldRois(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_rois": self.num_rois}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class GatherPositiveRois(layers.Layer):
+    """([B, N, ...] per-ROI tensor, [B, N] class ids) -> [P, ...], the rows with a class id > 0.
+
+    Row (0, 0) is always taken too (P >= 1), so layers after it never see an empty batch
+    (BatchNorm statistics of zero rows would be NaN and poison its moving averages).
+    """
+
+    def call(self, inputs):
+        x, class_ids = inputs
+        return tf.gather_nd(x, _positive_rows(class_ids))
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[0][2:])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ScatterPositiveRois(layers.Layer):
+    """([P, ...] rows from GatherPositiveRois, [B, N] class ids) -> [B, N, ...], zeros elsewhere."""
+
+    def call(self, inputs):
+        x, class_ids = inputs
+        shape = tf.concat([tf.shape(class_ids, out_type=tf.int64), tf.shape(x, out_type=tf.int64)[1:]], axis=0)
+        return tf.scatter_nd(_positive_rows(class_ids), x, shape)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[1], *input_shape[0][1:])
+
+
+def _positive_rows(class_ids):
+    """[K, (image, roi)] int64 indices of the rows with class id > 0, plus row (0, 0), in row order."""
+    flat_index = tf.reshape(tf.range(tf.size(class_ids)), tf.shape(class_ids))
+    return tf.where(tf.logical_or(class_ids > 0, tf.equal(flat_index, 0)))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -117,22 +153,36 @@ def fpn_classifier_head(pooled_rois, num_rois: int, num_classes: int, fc_layers_
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool = False):
+def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool = False, roi_class_ids=None):
     """Mask head: four 3x3 convs, a 2x up-convolution and a per-class sigmoid.
 
     The convs are as wide as the pooled features (matterport: 256 = TOP_DOWN_PYRAMID_SIZE).
 
     Args:
         pooled_rois: [B, N, 14, 14, D] ROIAligned features (D = TOP_DOWN_PYRAMID_SIZE).
+        roi_class_ids: optional [B, N] int target class ids (training). When given, the layers
+            run only on the positive ROIs (class id > 0), the only ones the mask loss reads, and
+            the other rows of the output are 0; in training most ROIs are negatives, so this
+            saves most of the head's work. With TRAIN_BN the BatchNorm statistics are then those
+            of the positive ROIs (matterport: all ROIs).
     Returns:
         masks [B, N, 28, 28, num_classes] float32 in [0, 1].
     """
     width = pooled_rois.shape[-1]
+    if roi_class_ids is not None:
+        x = GatherPositiveRois(name="mrcnn_mask_positive_rois")([pooled_rois, roi_class_ids])  # [P, 14, 14, D]
+        return ScatterPositiveRois(name="mrcnn_mask_scatter")([_mask_layers(x, width, num_classes, train_bn),
+                                                              roi_class_ids])
     x = FoldRois(name="mrcnn_mask_fold")(pooled_rois)  # [B*N, 14, 14, D]
+    x = _mask_layers(x, width, num_classes, train_bn)  # [B*N, 28, 28, C]
+    return UnfoldRois(num_rois, name="mrcnn_mask_unfold")(x)
+
+
+def _mask_layers(x, width: int, num_classes: int, train_bn: bool):
+    """The mask head's layers on a batch of ROIs: [R, 14, 14, D] -> [R, 28, 28, num_classes] sigmoid."""
     for i in range(1, 5):
         x = layers.Conv2D(width, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(width, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)  # [B*N, 28, 28, C]
-    return UnfoldRois(num_rois, name="mrcnn_mask_unfold")(x)
+    return layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)

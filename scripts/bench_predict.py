@@ -40,6 +40,7 @@ Prints a Markdown table (and writes the raw numbers as JSON with --json).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -305,9 +306,8 @@ def main(argv=None) -> None:
     jobs = [("fseg", b) for b in args.backbones.split(",") if b]
     torch_jobs = [] if args.no_torchvision else [("torchvision", b) for b in args.torch_backbones.split(",") if b]
     if torch_jobs:
-        try:
-            import torchvision  # noqa: F401  (checked here so the error is one line, not a worker traceback)
-        except ImportError:
+        # Checked here so a missing torchvision is a one-line error, not a worker's traceback.
+        if importlib.util.find_spec("torchvision") is None:
             raise SystemExit(f"Error: torchvision is not installed in {sys.executable}; install it with:\n"
                              f"  {TORCH_INSTALL}\nor pass --no-torchvision")
     # Each torchvision model right before the fseg model of the same backbone: paired runs see similar load.

@@ -97,6 +97,10 @@ def make_time_schedule(config, start: float, seconds: float):
         expired = False
         rate_changes: list = []
         rate = None
+        steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            TimeSchedule.steps += 1
 
         def on_train_batch_begin(self, batch, logs=None):
             now = time.time()
@@ -133,8 +137,8 @@ def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: 
     history = [{k: float(v[i]) for k, v in result.history.items()} for i in range(len(result.epoch))]
     weights_path = logs_dir / "final.h5"
     model.save_weights(weights_path)
-    steps = sum(1 for _ in history) * config.STEPS_PER_EPOCH  # upper bound: the last epoch may be cut
-    return {"train_seconds": time.time() - start, "epochs_started": len(history), "steps_at_most": steps,
+    return {"train_seconds": time.time() - start, "epochs_started": len(history), "steps": schedule.steps,
+            "images_seen": schedule.steps * config.BATCH_SIZE,
             "rate_changes": schedule.rate_changes, "stopped_by_budget": schedule.expired,
             "weights": str(weights_path), "history": history}
 
@@ -166,9 +170,7 @@ def evaluate_masks(config, weights_path: Path, annotations: Path, images: Path) 
 
 
 def run_learning(args) -> dict:
-    from mrcnn.config import load_config
-
-    config = load_config(args.config)
+    config = config_with_overrides(args)
     sides = (args.min_side, args.max_side)
     train_json, train_images = ensure_split(args.cache, args.train_images, args.train_seed, *sides)
     val_json, val_images = ensure_split(args.cache, args.val_images, args.val_seed, *sides)
