@@ -173,8 +173,9 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
             lr = config.LEARNING_RATE * stage["lr_scale"]
             echo_err(f"stage: layers {stage['layers']}, epochs {model.epoch + 1} to {stage['epochs']}, "
                      f"learning rate {lr:g}")
+            extra = {"custom_callbacks": [budget]} if budget is not None else {}
             model.train(train_set, val_set, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
-                        augmentation=not no_augment, seed=seed, custom_callbacks=[budget] if budget else None)
+                        augmentation=not no_augment, seed=seed, **extra)
     except KeyboardInterrupt:
         kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
         raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "

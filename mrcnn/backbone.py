@@ -1,18 +1,20 @@
 """ResNet bodies (C1..C5) and the FPN neck (P2..P6), with matterport's layer names.
 
 Backbones (config ``BACKBONE``): matterport's ``resnet50`` and ``resnet101``
-(bottleneck blocks, C2..C5 with 256/512/1024/2048 channels), and our light
-``resnet18`` (He et al.'s ResNet-18: basic blocks of two 3x3 convs, 2 per stage,
-C2..C5 with 64/128/256/512 channels, about 1/2.3 of resnet50's compute) for
-training from random weights on small images and CPUs. The FPN's 1x1 lateral
-convs take any channel count, so the FPN, RPN and heads are the same for all.
+(bottleneck blocks, C2..C5 with 256/512/1024/2048 channels), and our light ones
+for training from random weights on small images and CPUs: ``resnet18`` (He et
+al.'s ResNet-18: basic blocks of two 3x3 convs, 2 per stage, C2..C5 with
+64/128/256/512 channels, about 1/2.3 of resnet50's compute) and ``resnet18_half``
+(the same with half the channels, about 1/4 of resnet18's compute). The FPN's 1x1
+lateral convs take any channel count, so the FPN, RPN and heads are the same for all.
 
 Layer names are the contract with matterport's ``.h5`` files: ``conv1``,
 ``bn_conv1``, ``res{stage}{block}_branch{2a,2b,2c,1}``, ``bn{stage}{block}_branch...``,
 ``fpn_c{N}p{N}``, ``fpn_p{N}``. Caffe-style bottlenecks: the stride sits on the
 first 1x1 conv of a stage, every conv has a bias.
 
-Shapes for a molded image of side S (a multiple of 64), resnet50/101 (resnet18: channels / 4):
+Shapes for a molded image of side S (a multiple of 64), resnet50/101 (resnet18: channels / 4,
+resnet18_half: / 8):
     C2 [B, S/4, S/4, 256], C3 [B, S/8, S/8, 512], C4 [B, S/16, S/16, 1024],
     C5 [B, S/32, S/32, 2048]; P2..P5 [B, S/4 .. S/32, 256], P6 [B, S/64, S/64, 256]
     (256 = TOP_DOWN_PYRAMID_SIZE).

@@ -41,7 +41,8 @@ class Config:
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
-    # Backbone: "resnet50" or "resnet101".
+    # Backbone: "resnet50" or "resnet101" (matterport's), or the light "resnet18" / "resnet18_half"
+    # (ours, for small CPU experiments; no matterport weights exist for them).
     BACKBONE = "resnet101"
     # Not supported (matterport lets it be a callable); kept for attribute parity.
     COMPUTE_BACKBONE_SHAPE = None

@@ -576,6 +576,8 @@ def _detect_backbone(weighted_names: list[str]) -> str:
     blocks = {m.group(1) for n in weighted_names if (m := re.fullmatch(r"res4(\w+)_branch2a", n))}
     if not blocks:
         return "unknown (no res4 blocks)"
+    if not any(n.endswith("_branch2c") for n in weighted_names):  # basic blocks: two 3x3 convs, no 2c
+        return "resnet18 or resnet18_half (basic blocks)" if len(blocks) == 2 else "basic-block ResNet"
     return _RES4_BLOCKS_TO_BACKBONE.get(len(blocks), f"unknown ({len(blocks)} res4 blocks)")
 
 

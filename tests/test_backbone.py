@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 
-def _resnet18_parameter_count() -> int:
+def _resnet18_parameter_count(widths=(64, 128, 256, 512)) -> int:
     """ResNet-18 (He et al. 2016, Table 1) without its classifier, every conv with a bias, BN with 4 arrays."""
     def conv(k, cin, cout):
         return k * k * cin * cout + cout + 4 * cout  # kernel, bias, BatchNorm gamma/beta/mean/variance
 
-    total = conv(7, 3, 64)
-    cin = 64
-    for width in (64, 128, 256, 512):
+    total = conv(7, 3, widths[0])
+    cin = widths[0]
+    for width in widths:
         for block in range(2):
             total += conv(3, cin, width) + conv(3, width, width)
             if block == 0 and cin != width:
@@ -41,6 +41,13 @@ def test_resnet18_gives_c2_to_c5_at_strides_4_to_32():
 
 def test_resnet18_has_resnet18_parameter_count():
     assert _build("resnet18").count_params() == _resnet18_parameter_count()
+
+
+def test_resnet18_half_has_half_the_channels():
+    model = _build("resnet18_half")
+    shapes = [tuple(o.shape) for o in model(np.zeros((1, 64, 64, 3), np.float32))]
+    assert shapes == [(1, 16, 16, 32), (1, 16, 16, 32), (1, 8, 8, 64), (1, 4, 4, 128), (1, 2, 2, 256)]
+    assert model.count_params() == _resnet18_parameter_count((32, 64, 128, 256))
 
 
 def test_resnet18_layer_names_follow_matterport_groups():
