@@ -13,6 +13,12 @@
              rpn_class         [B, A, 2]      RPN (background, foreground) probabilities
              rpn_bbox          [B, A, 4]      RPN deltas (÷ RPN_BBOX_STD_DEV)
 with D = DETECTION_MAX_INSTANCES, R = POST_NMS_ROIS_INFERENCE, C = NUM_CLASSES.
+
+Mixed precision: under the ``mixed_float16`` policy the backbone and the heads compute in
+float16, but every layer that handles boxes (proposals with their NMS, ROI Align's crop boxes,
+the detection layer; in training also anchors and ROI targets) is built with
+``dtype="float32"`` (``FLOAT32``): Keras casts its float inputs to float32, so box coordinates
+never round to float16's 11-bit precision. Both graphs build these layers with the helpers here.
 """
 from __future__ import annotations
 
@@ -24,6 +30,32 @@ from mrcnn.detection import DetectionLayer
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
 from mrcnn.proposals import ProposalLayer
 from mrcnn.roi_align import PyramidROIAlign
+
+
+# Layers that handle box coordinates compute in float32 whatever the global dtype policy.
+FLOAT32 = "float32"
+
+
+def proposal_layer(config, proposal_count: int) -> ProposalLayer:
+    """matterport's "ROI" layer: RPN outputs + anchors -> [B, proposal_count, 4] normalised proposals."""
+    return ProposalLayer(
+        proposal_count=proposal_count,
+        nms_threshold=config.RPN_NMS_THRESHOLD,
+        pre_nms_limit=config.PRE_NMS_LIMIT,
+        rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
+        name="ROI",
+        dtype=FLOAT32,
+    )
+
+
+def classifier_roi_align(config) -> PyramidROIAlign:
+    """ROI Align for the box head: [B, N, POOL_SIZE, POOL_SIZE, C]."""
+    return PyramidROIAlign((config.POOL_SIZE, config.POOL_SIZE), name="roi_align_classifier", dtype=FLOAT32)
+
+
+def mask_roi_align(config) -> PyramidROIAlign:
+    """ROI Align for the mask head: [B, N, MASK_POOL_SIZE, MASK_POOL_SIZE, C]."""
+    return PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask", dtype=FLOAT32)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -62,16 +94,9 @@ def build_inference_model(config) -> keras.Model:
     feature_maps, (_, rpn_class, rpn_bbox) = build_backbone_and_rpn(input_image, config)
 
     num_proposals = config.POST_NMS_ROIS_INFERENCE
-    rpn_rois = ProposalLayer(
-        proposal_count=num_proposals,
-        nms_threshold=config.RPN_NMS_THRESHOLD,
-        pre_nms_limit=config.PRE_NMS_LIMIT,
-        rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
-        name="ROI",
-    )([rpn_class, rpn_bbox, input_anchors])  # [B, R, 4]
+    rpn_rois = proposal_layer(config, num_proposals)([rpn_class, rpn_bbox, input_anchors])  # [B, R, 4]
 
-    pooled = PyramidROIAlign((config.POOL_SIZE, config.POOL_SIZE), name="roi_align_classifier")(
-        [rpn_rois, input_image_meta, *feature_maps])
+    pooled = classifier_roi_align(config)([rpn_rois, input_image_meta, *feature_maps])
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_head(
         pooled, num_proposals, config.NUM_CLASSES, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.TRAIN_BN)
 
@@ -81,11 +106,11 @@ def build_inference_model(config) -> keras.Model:
         max_instances=config.DETECTION_MAX_INSTANCES,
         nms_threshold=config.DETECTION_NMS_THRESHOLD,
         name="mrcnn_detection",
+        dtype=FLOAT32,
     )([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])  # [B, D, 6]
 
-    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask")(
-        [detection_boxes, input_image_meta, *feature_maps])
+    detection_boxes = DetectionBoxes(name="detection_boxes", dtype=FLOAT32)(detections)
+    pooled_masks = mask_roi_align(config)([detection_boxes, input_image_meta, *feature_maps])
     mrcnn_mask = fpn_mask_head(pooled_masks, config.DETECTION_MAX_INSTANCES, config.NUM_CLASSES, config.TRAIN_BN)
 
     return keras.Model(

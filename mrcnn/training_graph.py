@@ -13,10 +13,8 @@
 
 Losses are not part of the graph: ``mrcnn.trainer`` computes them in ``train_step``.
 
-Mixed precision: under the ``mixed_float16`` policy the backbone and the heads compute in
-float16, but every layer that handles boxes (anchors, proposals with their NMS, ROI targets,
-ROI Align's crop boxes) is built with ``dtype="float32"`` (``FLOAT32``): Keras casts its float
-inputs to float32, so box coordinates never round to float16's 11-bit precision.
+Mixed precision: as in ``mrcnn.graph``, every layer that handles boxes (anchors, proposals,
+ROI targets, ROI Align) computes in float32 (``FLOAT32``) under a mixed-precision policy.
 """
 from __future__ import annotations
 
@@ -26,17 +24,13 @@ from keras import layers
 
 from mrcnn.anchors import get_anchors
 from mrcnn.boxes import norm_boxes_graph
-from mrcnn.graph import build_backbone_and_rpn
+from mrcnn.graph import FLOAT32, build_backbone_and_rpn, classifier_roi_align, mask_roi_align, proposal_layer
 from mrcnn.heads import fpn_classifier_head, fpn_mask_head
 from mrcnn.image_meta import parse_image_meta_graph
-from mrcnn.proposals import ProposalLayer
-from mrcnn.roi_align import PyramidROIAlign
 from mrcnn.targets import DetectionTargetLayer
 
 TRAINING_INPUTS = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
                    "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
-# Layers that handle box coordinates compute in float32 whatever the global dtype policy.
-FLOAT32 = "float32"
 TRAINING_OUTPUTS = ("rpn_class_logits", "rpn_bbox", "rpn_rois", "rois", "target_class_ids", "target_bbox",
                     "target_mask", "mrcnn_class_logits", "mrcnn_bbox", "mrcnn_mask", "active_class_ids")
 
@@ -136,14 +130,8 @@ def build_training_model(config) -> keras.Model:
     feature_maps, (rpn_class_logits, rpn_class, rpn_bbox) = build_backbone_and_rpn(image, config)
     anchors = ConstantAnchors(config.IMAGE_SHAPE, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                               config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, name="anchors", dtype=FLOAT32)(image)
-    rpn_rois = ProposalLayer(
-        proposal_count=config.POST_NMS_ROIS_TRAINING,
-        nms_threshold=config.RPN_NMS_THRESHOLD,
-        pre_nms_limit=config.PRE_NMS_LIMIT,
-        rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
-        name="ROI",
-        dtype=FLOAT32,
-    )([rpn_class, rpn_bbox, anchors])  # [B, POST_NMS_ROIS_TRAINING, 4] normalised
+    rpn_rois = proposal_layer(config, config.POST_NMS_ROIS_TRAINING)(
+        [rpn_class, rpn_bbox, anchors])  # [B, POST_NMS_ROIS_TRAINING, 4] normalised
     rpn_rois = StopGradient(name="rpn_rois_fixed", dtype=FLOAT32)(rpn_rois)
 
     gt_boxes = NormalizeGtBoxes(name="input_gt_boxes_normalized", dtype=FLOAT32)([inputs["input_gt_boxes"], image])
@@ -158,12 +146,10 @@ def build_training_model(config) -> keras.Model:
     )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
 
     num_rois = config.TRAIN_ROIS_PER_IMAGE
-    pooled = PyramidROIAlign((config.POOL_SIZE, config.POOL_SIZE), name="roi_align_classifier", dtype=FLOAT32)(
-        [rois, image_meta, *feature_maps])
+    pooled = classifier_roi_align(config)([rois, image_meta, *feature_maps])
     mrcnn_class_logits, _, mrcnn_bbox = fpn_classifier_head(
         pooled, num_rois, config.NUM_CLASSES, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.TRAIN_BN)
-    pooled_masks = PyramidROIAlign((config.MASK_POOL_SIZE, config.MASK_POOL_SIZE), name="roi_align_mask",
-                                   dtype=FLOAT32)([rois, image_meta, *feature_maps])
+    pooled_masks = mask_roi_align(config)([rois, image_meta, *feature_maps])
     # The mask loss reads positive ROIs only, so the mask head runs on those (3x faster steps).
     mrcnn_mask = fpn_mask_head(pooled_masks, num_rois, config.NUM_CLASSES, config.TRAIN_BN,
                                roi_class_ids=target_class_ids)

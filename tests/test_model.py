@@ -81,3 +81,22 @@ def test_inference_model_has_matterport_outputs_and_nested_rpn(model):
     rpn = model.keras_model.get_layer("rpn_model")
     assert [l.name for l in rpn.layers if l.weights] == ["rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"]
     assert len(model.keras_model.outputs) == 7
+
+
+def test_inference_model_keeps_box_layers_in_float32_under_mixed_precision():
+    import keras
+
+    config = config_from_dict(dict(
+        NAME="small", NUM_CLASSES=NUM_CLASSES, BACKBONE="resnet50", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+        IMAGES_PER_GPU=1, POST_NMS_ROIS_INFERENCE=16, DETECTION_MAX_INSTANCES=4, DETECTION_MIN_CONFIDENCE=0.0))
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = MaskRCNN(mode="inference", config=config, model_dir="unused")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    km = mixed.keras_model
+    assert km.get_layer("fpn_p2").compute_dtype == "float16"
+    for name in ("ROI", "roi_align_classifier", "mrcnn_detection", "roi_align_mask"):
+        assert km.get_layer(name).compute_dtype == "float32", name
+    (result,) = mixed.detect([np.zeros((64, 64, 3), np.uint8)])
+    assert result["masks"].shape[:2] == (64, 64) and len(result["class_ids"]) <= 4
