@@ -32,7 +32,6 @@ logged once as a summary, and listed in ``problems``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from mrcnn.coco_results import read_json
 from mrcnn.dataset import Dataset, DatasetError, resize_mask_nearest
 
 log = logging.getLogger(__name__)
@@ -208,15 +208,7 @@ class CocoDataset(Dataset):
 # ---------------------------------------------------------------- file reading
 def _read_coco(path: Path) -> dict:
     """The parsed file, checked to be a COCO instances file. Raises DatasetError (one line)."""
-    try:
-        with path.open("rb") as f:
-            coco = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"annotation file not found: {path}") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path}: is a folder, not a COCO annotation file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not a COCO file (not valid JSON: {exc})") from None
+    coco = read_json(path, DatasetError, "COCO annotation file")
     if not isinstance(coco, dict):
         raise DatasetError(f"{path}: not a COCO file (the top level is not an object)")
     for key in ("images", "annotations", "categories"):

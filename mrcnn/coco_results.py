@@ -11,11 +11,13 @@ corner, floats); ``segmentation`` is the mask as compressed RLE with ``counts``
 as a str (JSON-ready). The last four keys are ours; pycocotools ignores them.
 ``loadRes`` also needs the images and categories, which :func:`images_record`
 and :func:`categories_records` build (a GT-like skeleton with no annotations).
+:func:`read_json` and :func:`write_json` are the JSON file I/O of the COCO readers and writers.
 """
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -105,6 +107,24 @@ def categories_records(class_names: Sequence[str], category_ids: Sequence[int] |
     """COCO ``categories`` for every class but background: [{"id", "name"}, ...]."""
     ids = category_ids if category_ids is not None else range(len(class_names))
     return [{"id": int(ids[c]), "name": class_names[c]} for c in range(1, len(class_names))]
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], what: str, object_hook=None) -> Any:
+    """The parsed JSON file at ``path``; a missing, folder or non-JSON path raises ``error`` (one line).
+
+    ``what`` names the file in the messages ("COCO annotation file", "results file").
+    ``object_hook`` is passed to ``json.load`` (e.g. to drop big fields while parsing).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return json.load(f, object_hook=object_hook)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not a {what} (not valid JSON: {exc})") from None
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from mrcnn.coco_results import read_json
 
 IOU_TYPES = ("bbox", "segm")
 # COCOeval.stats, in its order: (name, IoU, area range, max detections per image).
@@ -103,16 +104,7 @@ def load_ground_truth(path: str | Path) -> COCO:
     without ``iscrowd`` get 0. Raises EvaluationError for a missing or
     non-COCO file.
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = json.load(f, object_hook=_drop_keypoints)
-    except FileNotFoundError:
-        raise EvaluationError(f"annotation file not found: {path}") from None
-    except IsADirectoryError:
-        raise EvaluationError(f"{path}: is a folder, not a COCO annotation file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{path}: not a COCO file (not valid JSON: {exc})") from None
+    data = read_json(path, EvaluationError, "COCO annotation file", object_hook=_drop_keypoints)
     return ground_truth_from_dict(data, str(path))
 
 
@@ -146,16 +138,7 @@ def ground_truth_from_dict(data: Any, source: str = "ground truth") -> COCO:
 
 def load_results_file(path: str | Path) -> list[dict]:
     """Read a COCO results file: a JSON list of {image_id, category_id, score, bbox and/or segmentation}."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            records = json.load(f)
-    except FileNotFoundError:
-        raise EvaluationError(f"results file not found: {path}") from None
-    except IsADirectoryError:
-        raise EvaluationError(f"{path}: is a folder, not a results file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvaluationError(f"{path}: not valid JSON ({exc})") from None
+    records = read_json(path, EvaluationError, "results file")
     if not isinstance(records, list):
         raise EvaluationError(f"{path}: not a COCO results file (the top level must be a list of detections)")
     return records
