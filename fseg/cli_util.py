@@ -31,7 +31,7 @@ def user_errors(*error_types: type[BaseException], exit_code: int = EXIT_USAGE):
     """Turn the listed library exceptions into one-line ``CommandError``s.
 
     Library code raises precise exceptions (``df2coco.errors.ConvertError``,
-    ``mrcnn.weights.WeightsError``, ...); the CLI shows their message only, never
+    ``mrcnn.io.h5_legacy.WeightsError``, ...); the CLI shows their message only, never
     a traceback.
     """
     try:

@@ -43,19 +43,17 @@ Example:
 @click.option("--force", is_flag=True, help="Replace the contents of --out.")
 @click.pass_context
 def demo(ctx, out_dir, minutes, train_images, val_images, config_path, seed, force):
-    from fseg import paths
-    from fseg.cmd_convert import convert
-    from fseg.cmd_evaluate import evaluate
-    from fseg.cmd_predict import predict
-    from fseg.cmd_synth import synth
-    from fseg.cmd_train import train
+    from fseg import runtime
 
+    # The steps are the CLI's own commands, looked up by name in the `fseg` group.
+    synth, convert, train, evaluate, predict = (ctx.parent.command.get_command(ctx, name) for name in
+                                                ("synth", "convert", "train", "evaluate", "predict"))
     start = time.monotonic()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise CommandError(f"{out} is not empty; choose another --out or add --force", EXIT_USAGE)
     out.mkdir(parents=True, exist_ok=True)
-    config = Path(config_path) if config_path else paths.config_path("synthetic.toml")
+    config = Path(config_path) if config_path else runtime.config_path("synthetic.toml")
 
     step(1, "generate a synthetic DeepFashion2 training and validation split")
     ctx.invoke(synth, out_dir=out / "train", num_images=train_images, seed=seed, min_side=160, max_side=320,
@@ -95,10 +93,11 @@ def _num(value) -> str:
 
 
 def newest_checkpoint(logs: Path, config: Path) -> Path:
-    from mrcnn.checkpoints import find_last
-    from mrcnn.config import load_config
+    """The checkpoint the demo's training run ended with."""
+    from fseg import runtime
 
-    found = find_last(logs, load_config(config).NAME)
+    named, _ = runtime.load_config(config)
+    found = runtime.find_last(logs, named.NAME)
     if found is None:
         raise CommandError(f"training wrote no checkpoint under {logs}")
     return found

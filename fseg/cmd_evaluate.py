@@ -1,7 +1,7 @@
 """``fseg evaluate``: COCO box and mask AP of a model (or of a results file) on a COCO ground-truth file.
 
 The command parses options, runs the model when asked (``MaskRCNN.detect``,
-``mrcnn.coco_results``) and prints what ``mrcnn.evaluation`` computes.
+``mrcnn.eval.results``) and prints what ``mrcnn.eval.coco_eval`` computes.
 Scoring an existing results file (``--results``) never imports TensorFlow.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
     detections, are listed, and make the exit code 1. Exit codes: 0 scored,
     1 some images missing/unreadable or the model failed to load, 2 bad usage.
     """
-    from mrcnn.evaluation import EvaluationError, load_ground_truth
+    from mrcnn.eval.results import EvaluationError, load_ground_truth
 
     check_mode(images_dir, weights, config_path, results_path)
     with user_errors(EvaluationError):
@@ -126,7 +126,7 @@ def check_mode(images_dir, weights, config_path, results_path) -> None:
 
 
 def read_results(results_path: Path) -> DetectionRun:
-    from mrcnn.evaluation import EvaluationError, load_results_file
+    from mrcnn.eval.results import EvaluationError, load_results_file
 
     with user_errors(EvaluationError):
         return DetectionRun(records=load_results_file(results_path))
@@ -143,48 +143,46 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
 
     Returns (DetectionRun, out_dir, info for metrics.json).
     """
-    from mrcnn.config import ConfigError, load_config, with_overrides
+    from mrcnn.io.files import write_json
 
-    from fseg import paths
-    from fseg.cmd_predict import load_model, make_out_dir
+    from fseg import runtime
 
-    config_path = config_path or paths.default_config_path()
-    with user_errors(ConfigError):
-        config = with_overrides(load_config(config_path), "evaluate", DETECTION_MIN_CONFIDENCE=0.0,
-                                IMAGES_PER_GPU=1, GPU_COUNT=1)
-    category_ids = category_ids_by_class(config.class_names(), gt.dataset["categories"], config_path)
-    if weights is None and not config.NAME:
+    named, _ = runtime.load_config(config_path)
+    if weights is None and not named.NAME:
         raise CommandError(f"{config_path}: the config sets no NAME; give --weights FILE", EXIT_USAGE)
-    with user_errors(paths.WeightsNotFound):
-        choice = paths.resolve_weights(weights, config.NAME)
+    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
+    config, config_source = runtime.load_config(
+        config_path, weights=choice, source="evaluate",
+        overrides={"DETECTION_MIN_CONFIDENCE": 0.0, "IMAGES_PER_GPU": 1, "GPU_COUNT": 1})
+    category_ids = category_ids_by_class(config, gt.dataset["categories"], config_source)
     out_dir = out_dir or default_out_dir(choice.path, annotations)
+    runtime.check_out_dir(out_dir)
     missing = [str(images_dir / img.get("file_name", "")) for img in images if not image_path(img, images_dir)]
-    echo_err(f"Config:  {config_path}")
+    echo_err(f"Config:  {config_source}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
     if missing:
         echo_err(f"Warning: {len(missing)} of {len(images)} images are missing from {images_dir} "
                  f"(e.g. {missing[0]}); they are scored with no detections")
-    model = load_model(config, choice.path)
-    make_out_dir(out_dir)
+    model, _ = runtime.load_model(config, choice.path)
+    runtime.prepare_out_dir(out_dir)
     run = run_detection(images, images_dir, model.detect, config.class_names(), category_ids)
-    from mrcnn.coco_results import write_json
-
     write_json(out_dir / RESULTS_FILE, run.records)
-    info = {"config": str(config_path), "weights": str(choice.path), "images_dir": str(images_dir),
+    info = {"config": config_source, "weights": str(choice.path), "images_dir": str(images_dir),
             "detection_min_confidence": 0.0}
     return run, out_dir, info
 
 
-def category_ids_by_class(class_names: Sequence[str], categories: Sequence[dict], config_path) -> list[int]:
+def category_ids_by_class(config, categories: Sequence[dict], config_path) -> list[int]:
     """File category id of every class id (index 0, background, maps to 0), matched by name.
 
-    Names match as in ``mrcnn.coco`` (case, ``_`` vs space, DeepFashion2's two
-    naming schemes, ``df2_name``). A mismatch raises CommandError (exit 2) listing both.
+    Names match as in ``mrcnn.data.coco`` (case, ``_`` vs space, the config's CLASS_ALIASES,
+    ``df2_name``). A mismatch raises CommandError (exit 2) listing both.
     """
-    from mrcnn.coco import match_categories
+    from mrcnn.data.coco import match_categories
 
+    class_names = config.class_names()
     ordered = sorted(categories, key=lambda c: c["id"])
-    match = match_categories(ordered, list(class_names)[1:])
+    match = match_categories(ordered, list(class_names)[1:], config.CLASS_ALIASES)
     if match is None:
         raise CommandError(f"the annotation file's categories differ from the config's CLASS_NAMES ({config_path}): "
                            f"file has [{', '.join(str(c['name']) for c in ordered)}]; "
@@ -208,8 +206,8 @@ def run_detection(images: Sequence[dict], images_dir: Path, detect, class_names,
     """
     from tqdm import tqdm
 
-    from mrcnn.coco_results import detections_to_records
-    from mrcnn.image_io import ImageReadError, read_image_rgb
+    from mrcnn.eval.results import detections_to_records
+    from mrcnn.io.images import ImageReadError, read_image_rgb
 
     run = DetectionRun()
     for image in tqdm(images, unit="img", desc="evaluate", file=sys.stderr, disable=None):
@@ -236,7 +234,8 @@ def run_detection(images: Sequence[dict], images_dir: Path, detect, class_names,
 
 # ------------------------------------------------------------------ scoring and output
 def score(gt, run: DetectionRun, images: Sequence[dict], by, map_min_score: float, source: str) -> dict:
-    from mrcnn.evaluation import EvaluationError, evaluate
+    from mrcnn.eval.results import EvaluationError
+    from mrcnn.eval.coco_eval import evaluate
 
     with user_errors(EvaluationError, exit_code=EXIT_USAGE):
         return evaluate(gt, run.records, [img["id"] for img in images], by=list(dict.fromkeys(by)),
@@ -247,10 +246,10 @@ def write_metrics(out_dir: Path, metrics: dict) -> None:
     """metrics.json (indented, keys in a fixed order), written atomically."""
     import json
 
-    from fseg.cmd_predict import make_out_dir
-    from mrcnn.image_io import atomic_write
+    from fseg.runtime import prepare_out_dir
+    from mrcnn.io.files import atomic_write
 
-    make_out_dir(out_dir)
+    prepare_out_dir(out_dir)
     order = ["info", "images", "instances", "detections", "bbox", "segm", "per_category", "by", "matterport"]
     payload = json.dumps({k: metrics[k] for k in order}, indent=1).encode("utf-8")
     atomic_write(out_dir / METRICS_FILE, lambda f: f.write(payload))
@@ -273,7 +272,7 @@ def format_header(metrics: dict) -> str:
 
 
 def format_summary(metrics: dict) -> str:
-    from mrcnn.evaluation import STATS
+    from mrcnn.eval.coco_eval import STATS
 
     lines = ["COCO metrics (pycocotools COCOeval)",
              f"{'metric':<7}{'IoU':>10}{'area':>8}{'maxDets':>9}{'box':>8}{'mask':>8}"]

@@ -1,9 +1,9 @@
 """``fseg predict``: segment garments in photos; overlays, COCO-format predictions, cut-outs.
 
 The command only parses options and wires library pieces together:
-``mrcnn.image_io`` (reading), ``MaskRCNN.detect`` (the model),
-``mrcnn.visualize`` (overlays, cut-outs) and ``mrcnn.coco_results`` (JSON).
-Heavy imports happen inside the command so ``fseg --help`` stays fast.
+``fseg.runtime`` (config, weights, model, output folder), ``mrcnn.io.images`` (reading),
+``MaskRCNN.detect`` (the model), ``mrcnn.io.overlay`` (overlays, cut-outs) and
+``mrcnn.eval.results`` (JSON). Heavy imports happen inside the command so ``fseg --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, user_errors
+from fseg.cli_util import EXIT_USAGE, CommandError, echo_err
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 PREDICTIONS_FILE = "predictions.json"
@@ -43,7 +43,8 @@ class InputImage:
                    "Default: $FSEG_WEIGHTS, else the newest checkpoint of the config's NAME under logs/, "
                    "else weights/<NAME>.h5.")
 @click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config TOML. Default: ./configs/deepfashion2.toml, else the one shipped with fseg.")
+              help="Model config TOML. Default: the config recorded with the weights' training run, else "
+                   "./configs/deepfashion2.toml, else the one shipped with fseg.")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None, metavar="F",
               help="Keep detections scoring at least F (0..1). Default: the config's DETECTION_MIN_CONFIDENCE.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
@@ -77,26 +78,27 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
       fseg predict shop.jpg street.jpg --out out/ --crops --min-confidence 0.5
       fseg predict 'photos/*.jpg' --out out/ --weights last --batch-size 2
     """
-    from mrcnn.config import ConfigError, load_config
-
-    from fseg import paths
+    from fseg import runtime
 
     images = plan_inputs(expand_inputs(inputs))
-    config_path = config_path or paths.default_config_path()
-    with user_errors(ConfigError):
-        config = inference_config(load_config(config_path), batch_size, min_confidence)
-    check_batchable(config, config_path)
-    with user_errors(paths.WeightsNotFound):
-        choice = paths.resolve_weights(weights, config.NAME)
+    named, _ = runtime.load_config(config_path)
+    if not named.NAME and not weights:
+        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights); "
+                           f"give --weights FILE", EXIT_USAGE)
+    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
+    config, config_source = runtime.load_config(config_path, weights=choice,
+                                                overrides=inference_overrides(batch_size, min_confidence))
+    check_batchable(config)
     if not no_overlay:
         refuse_overwriting_inputs(images, out_dir)
-    echo_err(f"Config:  {config_path}")
+    runtime.check_out_dir(out_dir)
+    echo_err(f"Config:  {config_source}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
-    model = load_model(config, choice.path)
-    make_out_dir(out_dir)
+    model, _ = runtime.load_model(config, choice.path)
+    runtime.prepare_out_dir(out_dir)
     writer = OutputWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops)
     failed = run_detection(images, model.detect, config.BATCH_SIZE, writer.add)
-    writer.finish(info={"config": str(config_path), "weights": str(choice.path),
+    writer.finish(info={"config": config_source, "weights": str(choice.path),
                         "min_confidence": float(config.DETECTION_MIN_CONFIDENCE)})
     echo_err(writer.summary())
     if failed:
@@ -111,7 +113,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     Raises CommandError (exit 2) for a missing path, a pattern matching nothing,
     or no images at all.
     """
-    from mrcnn.image_io import IMAGE_SUFFIXES
+    from mrcnn.io.images import IMAGE_SUFFIXES
 
     found: list[Path] = []
     for raw in inputs:
@@ -178,54 +180,25 @@ def refuse_overwriting_inputs(images: Sequence[InputImage], out_dir: Path) -> No
                                EXIT_USAGE)
 
 
-def make_out_dir(out_dir: Path) -> None:
-    """Create the output folder (and parents); a failure is a one-line error (exit 2)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create --out {out_dir}: {exc.strerror or exc}", EXIT_USAGE) from None
-
-
-# ------------------------------------------------------------------ model
-def inference_config(config, batch_size: int | None, min_confidence: float | None):
-    """A copy of ``config`` for detection: one GPU, the given batch size and score threshold."""
+def inference_overrides(batch_size: int | None, min_confidence: float | None) -> dict:
+    """Config changes for detection: one GPU, the given batch size and score threshold."""
     overrides: dict = {"GPU_COUNT": 1}
     if batch_size is not None:
         overrides["IMAGES_PER_GPU"] = batch_size
     if min_confidence is not None:
         overrides["DETECTION_MIN_CONFIDENCE"] = float(min_confidence)
-    return type(type(config).__name__, (type(config),), overrides)()
+    return overrides
 
 
-def check_batchable(config, config_path: Path) -> None:
-    """Raise CommandError (exit 2) for configs predict cannot run: no NAME, or batches of unequal sizes.
+def check_batchable(config) -> None:
+    """Raise CommandError (exit 2) when batches of unequal image sizes are asked for.
 
     Only the "square" and "crop" resize modes give every image the same molded
     size, which ``detect`` needs for more than one image per call.
     """
-    if not config.NAME:
-        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights)", EXIT_USAGE)
     if config.BATCH_SIZE > 1 and config.IMAGE_RESIZE_MODE not in ("square", "crop"):
         raise CommandError(f"--batch-size {config.BATCH_SIZE} needs IMAGE_RESIZE_MODE \"square\" (the config has "
                            f"{config.IMAGE_RESIZE_MODE!r}); use --batch-size 1", EXIT_USAGE)
-
-
-def load_model(config, weights_path: Path):
-    """Build the inference model and load the weights.
-
-    A weights file that cannot be used (damaged, not HDF5, another class count)
-    is a one-line error with exit code 1, as in ``fseg weights inspect``.
-    """
-    from fseg.cli_util import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    from mrcnn.model import MaskRCNN
-    from mrcnn.weights import WeightsError
-
-    model = MaskRCNN(mode="inference", config=config, model_dir="logs")
-    with user_errors(WeightsError, exit_code=EXIT_FAILED):
-        model.load_weights(str(weights_path), by_name=True)
-    return model
 
 
 def run_detection(
@@ -256,7 +229,7 @@ def run_detection(
 
 def read_batches(images: Iterable[InputImage], batch_size: int, failed: list[Path], bar) -> Iterator[list]:
     """Yield lists of up to ``batch_size`` (item, [H, W, 3] uint8 RGB) pairs; unreadable files go to ``failed``."""
-    from mrcnn.image_io import ImageReadError, read_image_rgb
+    from mrcnn.io.images import ImageReadError, read_image_rgb
 
     batch: list = []
     for item in images:
@@ -295,9 +268,9 @@ class OutputWriter:
 
     def add(self, item: InputImage, image, detections: dict) -> None:
         """Save the outputs of one image. ``image`` [H, W, 3] uint8 RGB; ``detections`` as MaskRCNN.detect gives."""
-        from mrcnn.coco_results import detections_to_records, images_record
-        from mrcnn.image_io import write_image
-        from mrcnn.visualize import draw_instances
+        from mrcnn.eval.results import detections_to_records, images_record
+        from mrcnn.io.images import write_image
+        from mrcnn.io.overlay import draw_instances
 
         records = detections_to_records(detections, item.image_id, self.class_names, file_name=item.path.name)
         if self.overlays:
@@ -313,8 +286,8 @@ class OutputWriter:
 
     def _write_crops(self, item: InputImage, image, detections: dict, records: list[dict]) -> None:
         """One RGBA PNG per detection with a non-empty mask; its name goes into the record's "crop"."""
-        from mrcnn.image_io import write_image
-        from mrcnn.visualize import cutout_rgba
+        from mrcnn.io.images import write_image
+        from mrcnn.io.overlay import cutout_rgba
 
         crops_dir = self.out_dir / CROPS_DIR
         crops_dir.mkdir(exist_ok=True)
@@ -333,7 +306,8 @@ class OutputWriter:
         """Write predictions.json (the list of result records) and images.json (images, categories)."""
         import datetime as dt
 
-        from mrcnn.coco_results import categories_records, write_json
+        from mrcnn.eval.results import categories_records
+        from mrcnn.io.files import write_json
 
         info = {"description": "fseg predict", "date_created": dt.datetime.now().isoformat(timespec="seconds"),
                 **info}

@@ -67,8 +67,8 @@ checkpoint.
 @click.option("--seed", type=int, help="Seed of the data order and augmentation.")
 @click.option("--no-augment", is_flag=True, help="Switch off flips, scale jitter and colour changes.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
-              help="Stop at the end of the first epoch that ends after MINUTES of training (its checkpoint "
-                   "is written); later stages are skipped.")
+              help="Fit the schedule into MINUTES: each stage gets its share of the clock (epochs_i / "
+                   "epochs_last), and training stops when the time is used (that epoch's checkpoint is written).")
 def train(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
           steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
           time_limit):
@@ -114,20 +114,24 @@ def _stop_on_sigterm():
 def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
          time_limit):
-    from fseg import paths
-    from mrcnn.config import ConfigError, load_config, with_overrides
+    from fseg import runtime
 
-    config_file = Path(config_path) if config_path else paths.default_config_path()
-    with user_errors(ConfigError):
-        config = load_config(config_file)
-    weights_path = _resolve_weights(weights, config, logs_dir)
+    config, _ = runtime.load_config(config_path)
+    choice = runtime.resolve_weights_or_exit(weights, config.NAME or "mrcnn", logs_dir=logs_dir, allow_none=True,
+                                             use_defaults=False)
+    # Resuming a run (--weights last or a run's checkpoint) keeps the config it trained with.
+    config, config_source = runtime.load_config(config_path, weights=choice)
 
     from fseg.cli_util import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    stages = _stages(config, layers, epochs)
-    from mrcnn.dataset import DatasetError
+    from mrcnn.data.dataset import DatasetError
+    from mrcnn.train.schedule import plan_stages
 
+    try:
+        stages = plan_stages(config, layers, epochs)
+    except Exception as exc:  # re.error from a bad --layers regex
+        raise CommandError(f"--layers {layers!r} is neither a layer group nor a regex ({exc})", EXIT_USAGE) from None
     strategy = _strategy(gpus)
     overrides = {"GPU_COUNT": strategy.num_replicas_in_sync}
     if steps_per_epoch:
@@ -136,52 +140,70 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
         overrides["VALIDATION_STEPS"] = validation_steps
     if learning_rate:
         overrides["LEARNING_RATE"] = learning_rate
-    with user_errors(ConfigError):
-        config = with_overrides(config, source="command line", **overrides)
+    config, _ = runtime.load_config(config_path, weights=choice, overrides=overrides)
     if mixed_precision:
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_float16")
-    echo_err(f"config: {config_file} (NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
+    echo_err(f"config: {config_source}: NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
              f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s)"
-             f"{', mixed float16' if mixed_precision else ''})")
+             f"{', mixed float16' if mixed_precision else ''}")
 
     with user_errors(DatasetError):
         train_set = _load_dataset(annotations, images, config, "training")
         val_set = _load_dataset(val_annotations, val_images, config, "validation") if val_annotations else None
 
-    from mrcnn.model import MaskRCNN
-
-    model = MaskRCNN(mode="training", config=config, model_dir=logs_dir, strategy=strategy)
-    _load_starting_weights(model, weights_path)
+    model = _build_model(runtime, config, choice, logs_dir, strategy)
     echo_err(f"run folder: {model.log_dir} (starting after epoch {model.epoch})")
-    if all(stage["epochs"] <= model.epoch for stage in stages):
+    if time_limit is None and all(stage["epochs"] <= model.epoch for stage in stages):
         echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
                  f"{stages[-1]['epochs']} (raise --epochs)")
         return
-    from mrcnn.trainer import TimeLimit
+    _run_stages(model, train_set, val_set, stages, time_limit, augmentation=not no_augment, seed=seed)
 
-    budget = TimeLimit(time_limit * 60) if time_limit else None
+
+def _build_model(runtime, config, choice, logs_dir, strategy):
+    """The training model with the starting weights (class-specific heads left out on a class-count mismatch)."""
+    from mrcnn.io.h5_legacy import WeightsError
+    from mrcnn.io.weights_inspect import inspect_weights
+
+    if choice.path is None:
+        echo_err("weights: random initialisation")
+        model, _ = runtime.load_model(config, None, "training", model_dir=logs_dir, strategy=strategy)
+        return model
+    with user_errors(WeightsError, exit_code=EXIT_FAILED):
+        file_classes = inspect_weights(choice.path).num_classes
+    model, _ = runtime.load_model(config, None, "training", model_dir=logs_dir, strategy=strategy)
+    exclude = []
+    if file_classes is not None and file_classes != config.NUM_CLASSES:
+        exclude = model.class_specific_layers()
+        echo_err(f"weights: {choice.path} has {file_classes} classes, the config {config.NUM_CLASSES}: "
+                 f"loading all but the class-specific heads ({', '.join(exclude)})")
+    with user_errors(WeightsError, exit_code=EXIT_FAILED):
+        report = model.load_weights(str(choice.path), by_name=True, exclude=exclude)
+    echo_err(f"weights: {choice.path} ({len(report.loaded)} layers loaded)")
+    return model
+
+
+def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
+    from mrcnn.train.schedule import run_schedule
+
+    def announce(stage, learning_rate):
+        until = "its share of the time limit" if time_limit else f"epoch {stage['epochs']}"
+        echo_err(f"stage: layers {stage['layers']}, from epoch {model.epoch + 1} until {until}, "
+                 f"learning rate {learning_rate:g}")
+
     try:
-        for stage in stages:
-            if stage["epochs"] <= model.epoch:
-                continue
-            if budget is not None and budget.expired:
-                echo_err(f"time limit of {time_limit:g} minutes reached: stages from epoch {model.epoch + 1} "
-                         f"on skipped")
-                break
-            lr = config.LEARNING_RATE * stage["lr_scale"]
-            echo_err(f"stage: layers {stage['layers']}, epochs {model.epoch + 1} to {stage['epochs']}, "
-                     f"learning rate {lr:g}")
-            extra = {"custom_callbacks": [budget]} if budget is not None else {}
-            model.train(train_set, val_set, learning_rate=lr, epochs=stage["epochs"], layers=stage["layers"],
-                        augmentation=not no_augment, seed=seed, **extra)
+        summary = run_schedule(model, train_set, val_set, stages, time_limit=time_limit and time_limit * 60,
+                               announce=announce, **train_options)
     except KeyboardInterrupt:
         kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
         raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "
                            f"resume with --weights last", 130) from None
     except FloatingPointError as exc:
         raise CommandError(str(exc), EXIT_FAILED) from None
+    if summary.stopped_by_budget:
+        echo_err(f"time limit reached after {summary.seconds / 60:.1f} minutes")
     echo_err(f"done: epoch {model.epoch}; checkpoints and training_log.csv in {model.log_dir}")
 
 
@@ -199,28 +221,11 @@ def _strategy(gpus: int):
     return tf.distribute.get_strategy()
 
 
-def _stages(config, layers, epochs) -> list[dict]:
-    """The training stages: one from --layers/--epochs, else the config's TRAIN_SCHEDULE."""
-    from mrcnn.trainer import layer_regex
-
-    if layers is not None:
-        try:
-            layer_regex(layers)
-        except Exception as exc:  # re.error
-            raise CommandError(f"--layers {layers!r} is neither a layer group nor a regex ({exc})", EXIT_USAGE)
-        return [{"layers": layers, "epochs": epochs or 1, "lr_scale": 1.0}]
-    stages = [dict(s) for s in config.TRAIN_SCHEDULE]
-    if epochs is not None:
-        stages = [s for s in stages if s["epochs"] < epochs] + [
-            {**next((s for s in stages if s["epochs"] >= epochs), stages[-1]), "epochs": epochs}]
-    return stages
-
-
 def _load_dataset(annotations, images, config, what):
-    from mrcnn.coco import CocoDataset
+    from mrcnn.data.coco import CocoDataset
 
     dataset = CocoDataset()
-    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, class_aliases=config.CLASS_ALIASES)
     dataset.prepare()
     echo_err(f"{what}: {dataset.num_images} images ({dataset.num_missing_images} missing on disk, "
              f"{dataset.num_empty_images} without instances)")
@@ -232,38 +237,3 @@ def _load_dataset(annotations, images, config, what):
         raise CommandError(f"{what} set has {dataset.num_images} usable images, fewer than the batch size "
                            f"{config.BATCH_SIZE}", EXIT_USAGE)
     return dataset
-
-
-def _resolve_weights(weights: str, config, logs_dir) -> str | None:
-    """--weights -> the file to load (None for 'none'); checked before anything slow happens."""
-    from mrcnn import checkpoints
-
-    if weights == "none":
-        return None
-    if weights == "last":
-        path = checkpoints.find_last(logs_dir, config.NAME or "mrcnn")
-        if path is None:
-            raise CommandError(f"--weights last: no checkpoint of {(config.NAME or 'mrcnn')!r} under {logs_dir}",
-                               EXIT_USAGE)
-        return str(path)
-    if not Path(weights).is_file():
-        raise CommandError(f"weights file not found: {weights}", EXIT_USAGE)
-    return weights
-
-
-def _load_starting_weights(model, path: str | None) -> None:
-    from mrcnn.model import HEAD_LAYERS_BY_CLASS
-    from mrcnn.weights import WeightsError, inspect_weights
-
-    if path is None:
-        echo_err("weights: random initialisation")
-        return
-    with user_errors(WeightsError, exit_code=EXIT_FAILED):
-        file_classes = inspect_weights(path).num_classes
-        exclude = []
-        if file_classes is not None and file_classes != model.config.NUM_CLASSES:
-            exclude = HEAD_LAYERS_BY_CLASS
-            echo_err(f"weights: {path} has {file_classes} classes, the config {model.config.NUM_CLASSES}: "
-                     f"loading all but the class-specific heads ({', '.join(exclude)})")
-        report = model.load_weights(str(path), by_name=True, exclude=exclude)
-    echo_err(f"weights: {path} ({len(report.loaded)} layers loaded)")

@@ -40,7 +40,8 @@ def inspect(file: str, as_json: bool, with_layers: bool) -> None:
     """
     import json
 
-    from mrcnn.weights import WeightsError, inspect_weights
+    from mrcnn.io.h5_legacy import WeightsError
+    from mrcnn.io.weights_inspect import inspect_weights
 
     with user_errors(WeightsError, exit_code=EXIT_FAILED):
         info = inspect_weights(file)

@@ -11,20 +11,26 @@ attributes, or load a TOML file with :func:`load_config`::
 
 Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are
 computed in ``__init__`` from the others, as matterport does.
-This module imports only the standard library and NumPy.
+
+Every value is checked when a config is loaded (types, ranges, names of backbones
+and heads in ``mrcnn.registry``); errors are one-line ``ConfigError``s naming the
+key. :func:`save_config` writes a config back as TOML (each training run keeps the
+config it trained with, see ``mrcnn.train.checkpoints``).
+Standard library and NumPy only (plus ``mrcnn.registry``, ``mrcnn.ops.image_meta``, ``mrcnn.io.files``).
 """
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-class ConfigError(ValueError):
-    """A config file or value is invalid; the message names the key."""
+from mrcnn.config_rules import NUMBER_SETTINGS, ConfigError, validate, validate_schedule  # noqa: F401
+from mrcnn.io.files import atomic_write, file_problem
+from mrcnn.ops.image_meta import image_meta_size
 
 
 class Config:
@@ -41,8 +47,8 @@ class Config:
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
-    # Backbone: "resnet50" or "resnet101" (matterport's), or the light "resnet18" / "resnet18_half"
-    # (ours, for small CPU experiments; no matterport weights exist for them).
+    # Backbone, by name in mrcnn.registry.BACKBONES: "resnet50" or "resnet101" (matterport's), or
+    # the light "resnet18" / "resnet18_half" (ours, for small CPU experiments; no matterport weights).
     BACKBONE = "resnet101"
     # Not supported (matterport lets it be a callable); kept for attribute parity.
     COMPUTE_BACKBONE_SHAPE = None
@@ -58,6 +64,13 @@ class Config:
     NUM_CLASSES = 1
     # Optional display names, background first (len == NUM_CLASSES). Ours, not matterport's.
     CLASS_NAMES: list[str] | None = None
+    # Optional other spellings of class names, {name: [alias, ...]}, used to match the categories
+    # of a COCO file to CLASS_NAMES (e.g. DeepFashion2's two naming schemes). Ours.
+    CLASS_ALIASES: dict[str, list[str]] | None = None
+
+    # Per-ROI heads beside the box head, by name in mrcnn.registry.ROI_HEADS. matterport's model
+    # is ["mask"]; add e.g. your own registered head (see mrcnn.modeling.roi_heads). Ours.
+    ROI_HEADS = ["mask"]
 
     # Anchor side lengths in pixels, one per FPN level P2..P6.
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
@@ -79,7 +92,7 @@ class Config:
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)
 
-    # Input resizing: "square", "pad64", "crop" or "none" (see mrcnn.imaging.resize_image).
+    # Input resizing: "square", "pad64", "crop" or "none" (see mrcnn.ops.resize.resize_image).
     IMAGE_RESIZE_MODE = "square"
     IMAGE_MIN_DIM = 800
     IMAGE_MAX_DIM = 1024
@@ -117,7 +130,7 @@ class Config:
     WEIGHT_DECAY = 0.0001
     GRADIENT_CLIP_NORM = 5.0
 
-    # Weights of the five losses.
+    # Weights of the losses (matterport's five; an extra ROI head's loss defaults to 1.0).
     LOSS_WEIGHTS = {
         "rpn_class_loss": 1.0,
         "rpn_bbox_loss": 1.0,
@@ -146,8 +159,7 @@ class Config:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT])
         else:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
-        # image_meta layout: see mrcnn.image_meta.compose_image_meta.
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
 
     # ------------------------------------------------------------------ access
     def to_dict(self) -> dict[str, Any]:
@@ -165,12 +177,13 @@ class Config:
 
         return json.dumps({k: plain(v) for k, v in self.to_dict().items()}, indent=1, sort_keys=True)
 
+    def display_text(self) -> str:
+        """matterport's ``display()`` listing: every setting, one per line."""
+        return "\n".join(["Configurations:", *(f"{key:30} {val}" for key, val in self.to_dict().items())])
+
     def display(self) -> None:
-        """Print every setting, one per line."""
-        print("\nConfigurations:")
-        for key, val in self.to_dict().items():
-            print(f"{key:30} {val}")
-        print()
+        """Print every setting, one per line (matterport's)."""
+        print(f"\n{self.display_text()}\n")
 
     def class_names(self) -> list[str]:
         """Display names of the classes, background first."""
@@ -186,19 +199,21 @@ ARRAY_SETTINGS = {"MEAN_PIXEL", "RPN_BBOX_STD_DEV", "BBOX_STD_DEV"}
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    """True when ``value`` from a file may replace ``default``."""
+    """True when ``value`` from a file may replace ``default`` (same kind; ints for int settings)."""
     if default is None:
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)
-    if isinstance(default, (int, float)):
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, (list, tuple, np.ndarray)):
         return isinstance(value, list)
     if isinstance(default, dict):
-        return isinstance(value, dict) and set(value) <= set(default)
+        return isinstance(value, dict)
     return type(value) is type(default)
 
 
@@ -206,7 +221,7 @@ def config_from_dict(settings: dict[str, Any], base: type[Config] = Config, sour
     """Build a ``Config`` subclass instance from ``{SETTING: value}``.
 
     Raises ``ConfigError`` naming the key for an unknown setting, a derived one,
-    or a value whose type differs from the default's.
+    a value whose type differs from the default's, or a value out of range (:func:`validate`).
     """
     known = {a for a in dir(base) if a.isupper()}
     attrs: dict[str, Any] = {}
@@ -216,16 +231,17 @@ def config_from_dict(settings: dict[str, Any], base: type[Config] = Config, sour
         if key not in known:
             raise ConfigError(f"{source}: unknown setting {key!r}")
         default = getattr(base, key)
-        if not _type_ok(default, value):
-            want = type(default).__name__ if not isinstance(default, np.ndarray) else "list"
-            raise ConfigError(f"{source}: {key} must be a {want}, got {type(value).__name__} {value!r}")
+        if not (_type_ok(default, value) or key in NUMBER_SETTINGS and isinstance(value, (int, float))):
+            want = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                    dict: "a table"}.get(type(default), "a list")
+            raise ConfigError(f"{source}: {key} must be {want}, got {type(value).__name__} {value!r}")
         if key in ARRAY_SETTINGS:
             value = np.array(value, dtype=np.float64)
         elif isinstance(default, float) and isinstance(value, int):
             value = float(value)
         elif isinstance(default, tuple):
             value = tuple(value)
-        elif isinstance(default, dict):
+        elif key == "LOSS_WEIGHTS":
             value = {**default, **value}
         attrs[key] = value
     cls = type(f"{attrs.get('NAME') or 'Loaded'}Config", (base,), attrs)
@@ -245,47 +261,47 @@ def load_config(path: str | Path, base: type[Config] = Config) -> Config:
     try:
         with path.open("rb") as f:
             settings = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(file_problem(path, exc, "config file")) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (save the config file as UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return config_from_dict(settings, base=base, source=str(path))
 
 
-def validate(config: Config, source: str = "config") -> None:
-    """Check cross-setting constraints; raise ``ConfigError`` naming the setting."""
-    if config.NUM_CLASSES < 1:
-        raise ConfigError(f"{source}: NUM_CLASSES must be >= 1 (background included)")
-    if config.CLASS_NAMES is not None and len(config.CLASS_NAMES) != config.NUM_CLASSES:
-        raise ConfigError(
-            f"{source}: CLASS_NAMES has {len(config.CLASS_NAMES)} names but NUM_CLASSES is "
-            f"{config.NUM_CLASSES} (background included)"
-        )
-    if config.BACKBONE not in ("resnet50", "resnet101", "resnet18", "resnet18_half"):
-        raise ConfigError(f"{source}: BACKBONE must be resnet50, resnet101, resnet18 or resnet18_half, "
-                          f"got {config.BACKBONE!r}")
-    if config.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
-        raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
-    if config.IMAGE_RESIZE_MODE != "none" and config.IMAGE_MAX_DIM % 64:
-        raise ConfigError(f"{source}: IMAGE_MAX_DIM must be a multiple of 64, got {config.IMAGE_MAX_DIM}")
-    validate_schedule(config.TRAIN_SCHEDULE, source)
-    if len(config.RPN_ANCHOR_SCALES) != len(config.BACKBONE_STRIDES):
-        raise ConfigError(f"{source}: RPN_ANCHOR_SCALES needs one scale per BACKBONE_STRIDES entry")
+# ---------------------------------------------------------------- writing TOML
+def _toml_value(value: Any) -> str:
+    """One value in TOML syntax (strings, booleans, numbers, arrays, inline tables)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
 
 
-def validate_schedule(schedule, source: str = "config") -> None:
-    """TRAIN_SCHEDULE: a list of {layers: str, epochs: int, lr_scale: number}, epochs increasing."""
-    last = 0
-    for i, stage in enumerate(schedule):
-        where = f"{source}: TRAIN_SCHEDULE[{i}]"
-        if not isinstance(stage, dict) or set(stage) - {"layers", "epochs", "lr_scale"}:
-            raise ConfigError(f"{where} must be a table with keys layers, epochs and lr_scale")
-        if not isinstance(stage.get("layers"), str):
-            raise ConfigError(f"{where}.layers must be a string (heads, 3+, 4+, 5+, all or a regex)")
-        epochs = stage.get("epochs")
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= last:
-            raise ConfigError(f"{where}.epochs must be an integer above the previous stage's ({last})")
-        scale = stage.get("lr_scale", 1.0)
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
-            raise ConfigError(f"{where}.lr_scale must be a positive number")
-        last = epochs
+def config_toml(config: Config) -> str:
+    """Every setting of ``config`` but the derived ones, as a TOML file :func:`load_config` reads back."""
+    lines = [f"# Config {config.NAME!r}, written by mrcnn.config.save_config; load it with load_config()."]
+    for key, value in config.to_dict().items():
+        if key in DERIVED or value is None or callable(value):
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write ``config`` as TOML (see :func:`config_toml`), atomically."""
+    text = config_toml(config).encode("utf-8")
+    atomic_write(path, lambda f: f.write(text))

@@ -4,8 +4,10 @@
     model.load_weights("mask_rcnn_coco.h5", by_name=True, exclude=[...])
     results = model.detect([image])   # one dict per image: rois, class_ids, scores, masks
 
-The graph lives in ``mrcnn.graph``; image molding and result unmolding in
-``mrcnn.imaging``; weights I/O in ``mrcnn.weights``.
+The graphs live in :mod:`mrcnn.modeling` (``inference``, ``training``, the ROI heads in
+``roi_heads``); image molding in :mod:`mrcnn.ops.resize`; result unmolding in
+:mod:`mrcnn.ops.unmold` and each head's ``unmold``; weights I/O in :mod:`mrcnn.io.weights`;
+training in :mod:`mrcnn.train`.
 """
 from __future__ import annotations
 
@@ -17,16 +19,24 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import checkpoints, weights
-from mrcnn.anchors import get_anchors
-from mrcnn.graph import build_inference_model
-from mrcnn.image_meta import compose_image_meta
-from mrcnn.imaging import mold_image, resize_image, unmold_detections
+from mrcnn.io import weights
+from mrcnn.io.weights_inspect import inspect_weights
+from mrcnn.modeling.box_head import CLASS_SPECIFIC_LAYERS
+from mrcnn.modeling.inference import build_inference_model, output_names
+from mrcnn.modeling.mask_head import MaskHead
+from mrcnn.modeling.roi_heads import build_roi_heads, class_specific_layers
+from mrcnn.ops.anchors import get_anchors
+from mrcnn.ops.image_meta import compose_image_meta
+from mrcnn.ops.resize import mold_image, resize_image
+from mrcnn.ops.unmold import unmold_boxes, unmold_detections
+from mrcnn.train import checkpoints
+from mrcnn.train.stage import run_training
 
 log = logging.getLogger(__name__)
 
-# Layers whose shapes depend on NUM_CLASSES: exclude them to load a file with another class count.
-HEAD_LAYERS_BY_CLASS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+# matterport's standard exclude list: the layers whose shapes depend on NUM_CLASSES (box and mask heads).
+# ``MaskRCNN.class_specific_layers()`` adds those of extra ROI heads.
+HEAD_LAYERS_BY_CLASS = [*CLASS_SPECIFIC_LAYERS, *MaskHead.class_specific_layers]
 
 
 class MaskRCNN:
@@ -46,6 +56,7 @@ class MaskRCNN:
             raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
         self.mode = mode
         self.config = config
+        self.roi_heads = build_roi_heads(config)
         self.model_dir = str(model_dir)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.epoch = 0
@@ -58,19 +69,26 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ build
     def build(self, mode: str, config):
-        """Builds the Keras model of ``mode`` (see mrcnn.graph and mrcnn.training_graph)."""
+        """Builds the Keras model of ``mode`` (see mrcnn.modeling.inference and mrcnn.modeling.training)."""
         if mode == "training":
-            from mrcnn.training_graph import build_training_model
+            from mrcnn.modeling.training import build_training_model
+            from mrcnn.train.losses import loss_table
 
-            return build_training_model(config)
-        return build_inference_model(config)
+            loss_table(config, self.roi_heads)  # a LOSS_WEIGHTS key of no loss fails now, not after the build
+            return build_training_model(config, self.roi_heads)
+        return build_inference_model(config, self.roi_heads)
+
+    def class_specific_layers(self) -> list[str]:
+        """Layers whose shapes depend on NUM_CLASSES (box head, mask head, extra heads): exclude them to
+        load a file with another class count."""
+        return class_specific_layers(self.roi_heads)
 
     def _infer_graph(self, molded_images, image_metas, anchors):
         return self.keras_model([molded_images, image_metas, anchors], training=False)
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, filepath, by_name: bool = False, exclude=None):
-        """Loads matterport-layout ``.h5`` weights; returns a ``mrcnn.weights.LoadReport``.
+        """Loads matterport-layout ``.h5`` weights; returns a ``mrcnn.io.weights.LoadReport``.
 
         Weights are always matched by layer name: matterport's by-order loading
         (``by_name=False``) silently breaks between training and inference saves,
@@ -80,9 +98,24 @@ class MaskRCNN:
         weights into a model with another NUM_CLASSES).
         """
         del by_name  # always by name, see above
-        report = weights.load_weights(self.keras_model, filepath, exclude=list(exclude or []), by_name=True)
+        try:
+            report = weights.load_weights(self.keras_model, filepath, exclude=list(exclude or []), by_name=True)
+        except weights.WeightsShapeError as exc:
+            raise weights.WeightsShapeError(f"{filepath}: {exc}. {self._shape_advice(filepath, exc)}",
+                                            exc.layers, exc.file_classes) from None
         self.set_log_dir(filepath)
         return report
+
+    def _shape_advice(self, filepath, error) -> str:
+        """How to fix a shape mismatch: another backbone, another class count, or another model."""
+        backbone = inspect_weights(filepath).backbone
+        if backbone != self.config.BACKBONE and not backbone.startswith("unknown"):
+            return f"The file holds a {backbone} model; set BACKBONE = \"{backbone}\" in the config"
+        if error.file_classes is not None and error.file_classes != self.config.NUM_CLASSES:
+            return (f"The file has {error.file_classes} classes and the config {self.config.NUM_CLASSES}: set "
+                    f"NUM_CLASSES = {error.file_classes}, or exclude the class-specific layers "
+                    f"(exclude={self.class_specific_layers()})")
+        return "The file was saved from a model with other layer sizes (compare the config with the one it was trained with)"
 
     def save_weights(self, filepath) -> None:
         """Writes the weights in matterport's legacy Keras-2 ``.h5`` layout."""
@@ -97,15 +130,32 @@ class MaskRCNN:
 
     def set_log_dir(self, model_path=None) -> None:
         """Sets ``log_dir``, ``epoch`` and ``checkpoint_path``; continues a run when
-        ``model_path`` is one of its checkpoints (matterport's naming)."""
+        ``model_path`` is one of its checkpoints (matterport's naming).
+
+        A new run's folder is only named here (to the second); training claims it with
+        :meth:`claim_log_dir`, which picks another name if a run already uses it.
+        """
         self.epoch = 0
+        self._run_start = datetime.datetime.now()
         name = self.config.NAME or "mrcnn"
         parsed = checkpoints.parse_checkpoint(model_path, name) if model_path else None
         if parsed is not None:
             self.log_dir, self.epoch = str(parsed.log_dir), parsed.epoch
+            self._log_dir_claimed = True  # resuming: the run's own folder
         else:
-            self.log_dir = str(Path(self.model_dir) / checkpoints.log_dir_name(name, datetime.datetime.now()))
+            self.log_dir = str(Path(self.model_dir) / checkpoints.log_dir_name(name, self._run_start))
+            self._log_dir_claimed = False
         self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+
+    def claim_log_dir(self) -> Path:
+        """Create this run's folder (once); a new run never shares a folder with another run."""
+        if not self._log_dir_claimed:
+            name = self.config.NAME or "mrcnn"
+            self.log_dir = str(checkpoints.create_run_dir(self.model_dir, name, self._run_start))
+            self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+            self._log_dir_claimed = True
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        return Path(self.log_dir)
 
     def checkpoint_for_epoch(self, epoch: int) -> Path:
         """Path of the weights written after ``epoch`` epochs of this run."""
@@ -117,22 +167,20 @@ class MaskRCNN:
         """Trains the layers of group ``layers`` until epoch ``epochs`` (matterport's API).
 
         Args:
-            train_dataset, val_dataset: ``mrcnn.dataset.Dataset`` objects (``prepare()``d);
+            train_dataset, val_dataset: ``mrcnn.data.Dataset`` objects (``prepare()``d);
                 val_dataset may be None.
             learning_rate: SGD learning rate of this stage.
             epochs: the epoch number to stop at (counting epochs of earlier stages,
                 as matterport does: a second stage continues from ``self.epoch``).
             layers: "heads", "3+", "4+", "5+", "all", or a regex over layer names.
             augmentation: ``True``/``False`` for the built-in augmentation, or an
-                ``mrcnn.data.Augmentation`` with its settings (see mrcnn.data).
+                ``mrcnn.data.Augmentation`` with its settings (see mrcnn.data.augmentation).
             custom_callbacks: extra ``keras.callbacks.Callback`` objects.
         Returns:
             the Keras ``History`` of this stage.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built in training mode")
-        from mrcnn.trainer import run_training
-
         return run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                             augmentation=augmentation, custom_callbacks=custom_callbacks, **pipeline_options)
 
@@ -162,7 +210,7 @@ class MaskRCNN:
                 np.stack(windows))
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
-        """Network output of one image -> (rois, class_ids, scores, masks) in original-image pixels."""
+        """Network output of one image -> (rois, class_ids, scores, masks) in original-image pixels (matterport's)."""
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     def get_anchors(self, image_shape) -> np.ndarray:
@@ -171,12 +219,13 @@ class MaskRCNN:
         return get_anchors(tuple(image_shape[:2]), c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS,
                            c.BACKBONE_STRIDES, c.RPN_ANCHOR_STRIDE)
 
-    def run_network(self, molded_images, image_metas):
-        """Runs the Keras model on molded inputs; returns its seven outputs as NumPy arrays."""
+    def run_network(self, molded_images, image_metas) -> dict:
+        """Runs the Keras model on molded inputs; returns its outputs as NumPy arrays keyed by name
+        (``mrcnn.modeling.inference.output_names``: detections, mrcnn_class, ..., then extra heads')."""
         anchors = self.get_anchors(molded_images.shape[1:3])
         anchors = np.broadcast_to(anchors, (molded_images.shape[0],) + anchors.shape)
         outputs = self._infer(tf.constant(molded_images), tf.constant(image_metas), tf.constant(anchors))
-        return [np.asarray(o) for o in outputs]
+        return dict(zip(output_names(self.roi_heads), (np.asarray(o) for o in outputs)))
 
     def detect(self, images, verbose: int = 0):
         """Detects instances in ``images`` (a list of BATCH_SIZE RGB arrays).
@@ -186,6 +235,7 @@ class MaskRCNN:
             class_ids int32 [N] in 1..NUM_CLASSES-1
             scores    float32 [N]
             masks     bool [H, W, N]
+            and one key per extra ROI head (its ``result_key``), matterport callers can ignore.
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built in inference mode")
@@ -196,10 +246,13 @@ class MaskRCNN:
         molded_images, image_metas, windows = self.mold_inputs(images)
         if any(m.shape != molded_images[0].shape for m in molded_images):
             raise ValueError("after resizing, all images of a batch must have the same size")
-        detections, _, _, mrcnn_mask, _, _, _ = self.run_network(molded_images, image_metas)
+        outputs = self.run_network(molded_images, image_metas)
         results = []
         for i, image in enumerate(images):
-            rois, class_ids, scores, masks = unmold_detections(
-                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, windows[i])
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+            rows, rois, class_ids, scores = unmold_boxes(
+                outputs["detections"][i], image.shape, molded_images[i].shape, windows[i])
+            result = {"rois": rois, "class_ids": class_ids, "scores": scores}
+            for head in self.roi_heads:
+                result[head.result_key] = head.unmold(outputs[head.output_name][i][rows], class_ids, rois, image.shape)
+            results.append(result)
         return results

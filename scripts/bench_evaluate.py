@@ -1,4 +1,4 @@
-"""Benchmark of ``mrcnn.evaluation``: time to score results on a synthetic ground truth.
+"""Benchmark of ``mrcnn.eval.coco_eval``: time to score results on a synthetic ground truth.
 
     python3 scripts/bench_evaluate.py --images 2000
 

@@ -9,10 +9,10 @@ Steps:
      (augmentation on, shuffled, repeated) and from ``build_validation_dataset``, and,
      for comparison, from a matterport-style Python generator wrapped in
      ``tf.data.Dataset.from_generator`` (PIL decode, ``load_mask`` at full size,
-     skimage/scipy resize_image + resize_mask + minimize_mask from mrcnn.imaging,
+     skimage/scipy resize_image + resize_mask + minimize_mask from mrcnn.ops.resize,
      the same RPN targets). The first batches are warm-up and not timed;
   4. with --train-step, also time one training step of a small model (resnet50, the same
-     pipeline feeding ``mrcnn.trainer.TrainingModel.fit``) at each size, for issue 4's target:
+     pipeline feeding ``mrcnn.train.step.TrainingModel.fit``) at each size, for issue 4's target:
      the pipeline must deliver images at least 3x faster than the step consumes them.
 
 Usage:
@@ -79,13 +79,15 @@ def time_train_step(dataset, config, steps: int = 5) -> float:
     """Images per second of TrainingModel.fit (resnet50, BatchNorm trained, 64 ROIs) fed by the pipeline."""
     import time as clock
 
-    from mrcnn.data import build_training_dataset
-    from mrcnn.trainer import TrainingModel, make_optimizer
-    from mrcnn.training_graph import build_training_model
+    from mrcnn.data.pipeline import build_training_dataset
+    from mrcnn.train.step import TrainingModel, make_optimizer
+    from mrcnn.modeling.training import build_training_model
 
     config.BACKBONE, config.TRAIN_BN = "resnet50", True
     config.TRAIN_ROIS_PER_IMAGE, config.POST_NMS_ROIS_TRAINING = 64, 500
-    model = TrainingModel(build_training_model(config), config)
+    from mrcnn.modeling.roi_heads import build_roi_heads
+
+    model = TrainingModel(build_training_model(config, build_roi_heads(config)), config)
     model.compile(optimizer=make_optimizer(config, 0.001))
     train = build_training_dataset(dataset, config, seed=0)
     model.fit(train, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up: tracing
@@ -99,9 +101,10 @@ def matterport_style_generator(dataset, config):
     import numpy as np
     import tensorflow as tf
 
-    from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
-    from mrcnn.imaging import minimize_mask, resize_image, resize_mask
-    from mrcnn.targets import build_rpn_targets
+    from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+    from mrcnn.ops.masks import minimize_mask
+    from mrcnn.ops.resize import resize_image, resize_mask
+    from mrcnn.ops.rpn_targets import build_rpn_targets
 
     shapes = compute_backbone_shapes(config.IMAGE_SHAPE, config.BACKBONE_STRIDES)
     anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes,
@@ -165,8 +168,8 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from mrcnn.coco import CocoDataset
-    from mrcnn.data import build_training_dataset, build_validation_dataset
+    from mrcnn.data.coco import CocoDataset
+    from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
 
     annotations, images = ensure_split(args.cache, args.images, seed=0)
     dataset = CocoDataset()

@@ -14,7 +14,7 @@
      included; the config's TRAIN_SCHEDULE is mapped onto the clock (a stage ending at epoch e of E
      ends at e/E of the time), so its shape holds whatever the machine's speed;
   3. detects on every validation image with ``MaskRCNN(mode="inference")`` (DETECTION_MIN_CONFIDENCE 0,
-     as COCO evaluation does) and scores the masks and boxes with pycocotools (``mrcnn.evaluation``).
+     as COCO evaluation does) and scores the masks and boxes with pycocotools (``mrcnn.eval.coco_eval``).
   Target: mask AP50 >= 0.5. Prints and writes a JSON summary (``--out``).
 
 --step: seconds per training step (images/s) of our model at the config's image size, batch and ROIs
@@ -70,7 +70,7 @@ def ensure_split(cache: Path, num_images: int, seed: int, min_side: int, max_sid
 
 
 def load_dataset(annotations: Path, images: Path, config):
-    from mrcnn.coco import CocoDataset
+    from mrcnn.data.coco import CocoDataset
 
     dataset = CocoDataset()
     dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
@@ -79,76 +79,54 @@ def load_dataset(annotations: Path, images: Path, config):
 
 
 # ------------------------------------------------------------------ learning
-def make_time_schedule(config, start: float, seconds: float):
-    """A Keras callback that runs TRAIN_SCHEDULE against the clock instead of epoch numbers.
-
-    Stage i covers the share ``epochs_i / epochs_last`` of the time budget (so the schedule's shape,
-    e.g. 80% at the full rate then 20% at a tenth, is kept whatever the machine's speed) and sets
-    the learning rate to LEARNING_RATE * lr_scale_i; at the end of the budget training stops.
-    All stages must train the same layers (checked by the caller).
-    """
+def step_counter():
+    """A Keras callback counting training steps (the schedule runner reports epochs, not steps)."""
     import keras
 
-    last = config.TRAIN_SCHEDULE[-1]["epochs"]
-    ends = [(start + seconds * stage["epochs"] / last, config.LEARNING_RATE * stage["lr_scale"])
-            for stage in config.TRAIN_SCHEDULE]
-
-    class TimeSchedule(keras.callbacks.Callback):
-        expired = False
-        rate_changes: list = []
-        rate = None
+    class StepCounter(keras.callbacks.Callback):
         steps = 0
 
         def on_train_batch_end(self, batch, logs=None):
-            TimeSchedule.steps += 1
+            self.steps += 1
 
-        def on_train_batch_begin(self, batch, logs=None):
-            now = time.time()
-            if now >= ends[-1][0]:
-                TimeSchedule.expired = True
-                self.model.stop_training = True
-                return
-            rate = next(rate for end, rate in ends if now < end)
-            if rate != TimeSchedule.rate:
-                TimeSchedule.rate = rate
-                self.model.optimizer.learning_rate.assign(rate)
-                TimeSchedule.rate_changes.append((round(now - start, 1), rate))
-                log(f"learning rate {rate:g} after {now - start:.0f} s; {uptime()}")
-
-    return TimeSchedule
+    return StepCounter()
 
 
 def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: int) -> dict:
-    """Trains the config from random weights with its TRAIN_SCHEDULE mapped onto ``minutes`` of wall time.
+    """Trains the config from random weights with its TRAIN_SCHEDULE mapped onto ``minutes`` of wall time
+    (``mrcnn.train.schedule.run_schedule``, as ``fseg train --time-limit`` and ``fseg demo`` do).
 
-    The clock starts before the model is built (building and graph tracing count). Returns a summary.
+    Returns a summary.
     """
     from mrcnn.model import MaskRCNN
+    from mrcnn.train.schedule import run_schedule
 
-    layers = {stage["layers"] for stage in config.TRAIN_SCHEDULE}
-    if len(layers) != 1:
-        raise SystemExit(f"--learning needs one layer group in TRAIN_SCHEDULE, got {sorted(layers)}")
     start = time.time()
-    schedule = make_time_schedule(config, start, 60 * minutes)
     model = MaskRCNN(mode="training", config=config, model_dir=logs_dir)
+    counter = step_counter()
+    rate_changes = []
+
+    def announce(stage, learning_rate):
+        rate_changes.append((round(time.time() - start, 1), learning_rate))
+        log(f"stage {stage['layers']} at learning rate {learning_rate:g} after {time.time() - start:.0f} s; {uptime()}")
+
     log(f"schedule {config.TRAIN_SCHEDULE} over {minutes} min, {config.STEPS_PER_EPOCH} steps per epoch; {uptime()}")
-    result = model.train(train_set, None, learning_rate=config.LEARNING_RATE, epochs=10_000,
-                         layers=layers.pop(), custom_callbacks=[schedule()], seed=seed, verbose=2)
-    history = [{k: float(v[i]) for k, v in result.history.items()} for i in range(len(result.epoch))]
+    summary = run_schedule(model, train_set, None, config.TRAIN_SCHEDULE, time_limit=60 * minutes, announce=announce,
+                           custom_callbacks=[counter], seed=seed, verbose=2)
     weights_path = logs_dir / "final.h5"
     model.save_weights(weights_path)
-    return {"train_seconds": time.time() - start, "epochs_started": len(history), "steps": schedule.steps,
-            "images_seen": schedule.steps * config.BATCH_SIZE,
-            "rate_changes": schedule.rate_changes, "stopped_by_budget": schedule.expired,
-            "weights": str(weights_path), "history": history}
+    return {"train_seconds": time.time() - start, "epochs": summary.final_epoch, "steps": counter.steps,
+            "images_seen": counter.steps * config.BATCH_SIZE, "rate_changes": rate_changes,
+            "stopped_by_budget": summary.stopped_by_budget, "weights": str(weights_path)}
 
 
 def evaluate_masks(config, weights_path: Path, annotations: Path, images: Path) -> dict:
     """COCO bbox and segm metrics of the weights on a converted split (every image)."""
     from mrcnn.config import with_overrides
-    from mrcnn.coco_results import detections_to_records
-    from mrcnn.evaluation import evaluate, load_ground_truth
-    from mrcnn.image_io import read_image_rgb
+    from mrcnn.eval.results import detections_to_records
+    from mrcnn.eval.coco_eval import evaluate
+    from mrcnn.eval.results import load_ground_truth
+    from mrcnn.io.images import read_image_rgb
     from mrcnn.model import MaskRCNN
 
     config = with_overrides(config, IMAGES_PER_GPU=1, GPU_COUNT=1, DETECTION_MIN_CONFIDENCE=0.0)
@@ -179,7 +157,7 @@ def run_learning(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log(f"training {args.config} on {train_set.num_images} images for at most {args.minutes} min; {uptime()}")
     training = train_from_scratch(config, train_set, args.minutes, out / "logs", args.seed)
-    log(f"trained {training['train_seconds']:.0f} s, {training['epochs_started']} epochs; {uptime()}")
+    log(f"trained {training['train_seconds']:.0f} s, {training['epochs']} epochs; {uptime()}")
     evaluation = evaluate_masks(config, Path(training["weights"]), val_json, val_images)
     summary = {"config": str(args.config), "settings": json.loads(config.to_json()), "train_images": args.train_images,
                "val_images": args.val_images, "image_sides": sides, "minutes_budget": args.minutes,
@@ -209,7 +187,8 @@ def time_our_step(config, batch, steps: int) -> dict:
     import tensorflow as tf
 
     from mrcnn.model import MaskRCNN
-    from mrcnn.trainer import TrainingModel, make_optimizer, set_trainable
+    from mrcnn.train.step import TrainingModel, make_optimizer
+    from mrcnn.train.layer_groups import set_trainable
 
     model = MaskRCNN(mode="training", config=config, model_dir="/tmp/fseg_bench_step")
     set_trainable(model.keras_model, ".*")
@@ -301,7 +280,7 @@ def time_torch_step(npz_path: str, steps: int, threads: int) -> dict:
 def run_step(args) -> dict:
     import tensorflow as tf
 
-    from mrcnn.data import build_training_dataset
+    from mrcnn.data.pipeline import build_training_dataset
 
     config = config_with_overrides(args)
     annotations, images = ensure_split(args.cache, args.val_images, args.val_seed, args.min_side, args.max_side)
@@ -336,7 +315,7 @@ def run_step(args) -> dict:
 # ------------------------------------------------------------------ pipeline
 def run_pipeline(args) -> dict:
     """Images/s of the augmented training pipeline alone, after a few warm-up batches."""
-    from mrcnn.data import build_training_dataset
+    from mrcnn.data.pipeline import build_training_dataset
 
     config = config_with_overrides(args)
     sides = (args.min_side, args.max_side)

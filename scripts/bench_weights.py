@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time mrcnn.weights on a full-size matterport file (257 MB, resnet101, 81 classes).
+"""Time mrcnn.io.weights on a full-size matterport file (257 MB, resnet101, 81 classes).
 
 Builds a file with the released mask_rcnn_coco.h5 layout (from
 ../shared/reference/matterport_h5/) filled with seeded random values in a temp
@@ -72,7 +72,9 @@ def main() -> None:
     import numpy as np
 
     from mrcnn.model import MaskRCNN
-    from mrcnn.weights import inspect_weights, load_weights, read_weights, save_weights, write_legacy_h5
+    from mrcnn.io.weights_inspect import inspect_weights
+    from mrcnn.io.weights import load_weights, save_weights
+    from mrcnn.io.h5_legacy import read_weights, write_legacy_h5
 
     rng = np.random.default_rng(0)
     layers = [(e["name"], [(w, rng.standard_normal(s, dtype=np.float32)) for w, s in e["weights"]])

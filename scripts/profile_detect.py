@@ -69,8 +69,9 @@ def stage_models(model, config):
     import keras
     from keras import layers
 
-    from mrcnn.graph import DetectionBoxes
-    from mrcnn.heads import fpn_classifier_head, fpn_mask_head
+    from mrcnn.layers.glue import DetectionBoxes
+    from mrcnn.modeling.box_head import fpn_classifier_head
+    from mrcnn.modeling.mask_head import fpn_mask_head
 
     km = model.keras_model
     image, meta, anchors = km.inputs
@@ -118,9 +119,10 @@ def stage_models(model, config):
 
 
 def _last_block(config) -> str:
-    from mrcnn.backbone import STAGE4_IDENTITY_BLOCKS
+    """Letter of the last block of stage 4 (res4<letter>_out)."""
+    from mrcnn.registry import BACKBONES
 
-    return chr(ord("a") + STAGE4_IDENTITY_BLOCKS[config.BACKBONE])
+    return chr(ord("a") + BACKBONES.get(config.BACKBONE).stage_blocks[2] - 1)
 
 
 def profile(backbone: str, runs: int, threads: int) -> list[tuple[str, float]]:
@@ -133,7 +135,7 @@ def profile(backbone: str, runs: int, threads: int) -> list[tuple[str, float]]:
     import keras
 
     import bench_predict
-    from mrcnn.imaging import unmold_detections
+    from mrcnn.ops.unmold import unmold_detections
     from mrcnn.model import MaskRCNN
 
     keras.utils.set_random_seed(0)

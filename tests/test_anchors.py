@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors, get_anchors
+from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors, get_anchors
 
 SCALES = (32, 64, 128, 256, 512)
 RATIOS = (0.5, 1, 2)

@@ -26,7 +26,7 @@ def _resnet18_parameter_count(widths=(64, 128, 256, 512)) -> int:
 def _build(architecture, side=64):
     import keras
 
-    from mrcnn.backbone import resnet_graph
+    from mrcnn.modeling.backbones import resnet_graph
 
     image = keras.Input(shape=(side, side, 3))
     return keras.Model(image, resnet_graph(image, architecture, train_bn=True))
@@ -51,7 +51,7 @@ def test_resnet18_half_has_half_the_channels():
 
 
 def test_resnet18_layer_names_follow_matterport_groups():
-    from mrcnn.trainer import LAYER_GROUPS
+    from mrcnn.train.layer_groups import LAYER_GROUPS
 
     names = [layer.name for layer in _build("resnet18").layers if layer.weights]
     assert names[:2] == ["conv1", "bn_conv1"]

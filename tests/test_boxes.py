@@ -6,8 +6,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.boxes import (apply_box_deltas, box_iou, box_refinement, clip_boxes, denorm_boxes,
-                         nonzero_box_mask, norm_boxes, norm_boxes_graph)
+from mrcnn.ops.boxes import apply_box_deltas, box_iou, box_refinement, clip_boxes, nonzero_box_mask, norm_boxes_graph
+from mrcnn.ops.box_frames import denorm_boxes, norm_boxes
 
 
 def test_apply_box_deltas_hand_case():

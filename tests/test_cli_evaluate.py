@@ -165,7 +165,7 @@ DETECTION_MIN_CONFIDENCE = 0.9
 @pytest.mark.slow
 def test_end_to_end_with_a_tiny_model_counts_missing_images(tmp_path, monkeypatch):
     from df2coco.convert import convert_split
-    from fseg import cmd_predict
+    from fseg import runtime
     from df2coco.synthetic.split import generate_split
     from mrcnn.config import load_config
     from mrcnn.model import MaskRCNN
@@ -179,9 +179,9 @@ def test_end_to_end_with_a_tiny_model_counts_missing_images(tmp_path, monkeypatc
         str(tmp_path / "tiny.h5"))
 
     configs = []  # the config the model is built with
-    real_load_model = cmd_predict.load_model
-    monkeypatch.setattr(cmd_predict, "load_model", lambda config, path: configs.append(config) or
-                        real_load_model(config, path))
+    real_load_model = runtime.load_model
+    monkeypatch.setattr(runtime, "load_model", lambda config, path, *args, **kwargs: configs.append(config) or
+                        real_load_model(config, path, *args, **kwargs))
     result = run(["-a", tmp_path / "val.json", "-i", tmp_path / "val" / "image", "-w", tmp_path / "tiny.h5",
                   "-c", config_path, "--by", "scale", "--by", "source"])
     assert result.exit_code == 1, result.output  # the missing image fails the run, after scoring

@@ -75,7 +75,7 @@ def test_missing_weights_file_is_a_usage_error(split, config, tmp_path):
     annotations, images = split
     result = invoke("--annotations", annotations, "--images", images, "--weights", tmp_path / "nope.h5",
                     "--config", config, "--logs", tmp_path / "logs")
-    assert result.exit_code == 2 and "weights file not found" in result.output
+    assert result.exit_code == 2 and "nope.h5: file not found" in result.output
 
 
 def test_annotation_file_that_is_not_coco(split, config, tmp_path):
@@ -130,7 +130,7 @@ def test_bad_layers_regex_is_a_usage_error(split, config, tmp_path):
 # ------------------------------------------------------------------ interrupt, resume, NaN
 def other_class_weights(path: Path) -> Path:
     """A tiny matterport-layout file: fpn_c5p5 (class-independent) plus a 3-class mrcnn_class_logits."""
-    from mrcnn.weights import write_legacy_h5
+    from mrcnn.io.h5_legacy import write_legacy_h5
 
     fc = SMALL.get("FPN_CLASSIF_FC_LAYERS_SIZE", 1024)
     write_legacy_h5(path, [
@@ -186,8 +186,8 @@ def run_with_callback(monkeypatch, callback, *args):
 
     original = MaskRCNN.train
 
-    def train(self, *a, **kw):
-        return original(self, *a, custom_callbacks=[callback], **kw)
+    def train(self, *a, custom_callbacks=None, **kw):
+        return original(self, *a, custom_callbacks=[*(custom_callbacks or []), callback], **kw)
 
     with monkeypatch.context() as patch:
         patch.setattr(MaskRCNN, "train", train)
@@ -210,7 +210,7 @@ def runs(split, tmp_path_factory):
     (run_dir,) = [p for p in logs.iterdir() if p.is_dir()]
     files_after_first = sorted(p.name for p in run_dir.iterdir())
     checkpoint_1 = run_dir / f"mask_rcnn_{NAME}_0001.h5"
-    from mrcnn.weights import read_weights
+    from mrcnn.io.h5_legacy import read_weights
 
     saved_1 = read_weights(checkpoint_1) if checkpoint_1.exists() else None
     recorder = RecordStartAndPoisonAt(epoch=3)

@@ -1,4 +1,4 @@
-"""mrcnn.coco.CocoDataset on small hand-written COCO files and on a converted synthetic split."""
+"""mrcnn.data.coco.CocoDataset on small hand-written COCO files and on a converted synthetic split."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,10 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
-from mrcnn.coco import CocoDataset
-from mrcnn.dataset import DatasetError
+from conftest import REPO
+from mrcnn.config import load_config
+from mrcnn.data.coco import CocoDataset
+from mrcnn.data.dataset import DatasetError
 
 HEIGHT, WIDTH = 30, 40
 
@@ -109,7 +111,7 @@ def test_resized_masks_scale_polygons_and_rle(tmp_path):
 
 def test_missing_image_is_skipped_counted_and_logged(tmp_path, caplog):
     path, image_dir = write_coco(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="mrcnn.coco"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.coco"):
         dataset = load(path, image_dir)
     assert dataset.num_images == 2
     assert [info["id"] for info in dataset.image_info] == [1, 3]
@@ -149,14 +151,18 @@ def test_category_mismatch_lists_both_sides(tmp_path):
 def test_dataset_names_and_official_names_both_match(tmp_path):
     no_extra_field = [{"id": c["id"], "name": c["name"]} for c in CATEGORIES]
     path, image_dir = write_coco(tmp_path, categories=no_extra_field)
-    # Config in DeepFashion2's own names, in the reverse order: ids follow the config.
-    dataset = load(path, image_dir, class_names=["BG", "trousers", "short sleeve top"])
+    # Config in DeepFashion2's own names, in the reverse order: ids follow the config. The other
+    # naming scheme comes from the shipped DeepFashion2 config's CLASS_ALIASES.
+    aliases = load_config(REPO / "configs" / "deepfashion2.toml").CLASS_ALIASES
+    dataset = load(path, image_dir, class_names=["BG", "trousers", "short sleeve top"], class_aliases=aliases)
     assert dataset.class_names == ["BG", "trousers", "short sleeve top"]
     assert dataset.map_source_class_id("coco.1") == 2
     _, class_ids = dataset.load_mask(0)
     assert list(class_ids) == [2, -1]
     upper = load(path, image_dir, class_names=["BG", "SHORT_SLEEVED_SHIRT", "Trousers"])
     assert upper.map_source_class_id("coco.2") == 2
+    with pytest.raises(DatasetError, match="categories differ"):  # without the aliases, no match
+        load(path, image_dir, class_names=["BG", "trousers", "short sleeve top"])
 
 
 def test_without_class_names_the_file_categories_are_used_in_id_order(tmp_path):

@@ -8,13 +8,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mrcnn.coco import CocoDataset
+from mrcnn.data.coco import CocoDataset
 from mrcnn.config import Config
-from mrcnn.data import (NO_AUGMENTATION, Augmentation, build_training_dataset, build_validation_dataset,
-                        extract_boxes)
-from mrcnn.dataset import Dataset, DatasetError
-from mrcnn.image_meta import parse_image_meta
-from mrcnn.imaging import expand_mask, minimize_mask, resize_image, resize_mask
+from mrcnn.data.augmentation import NO_AUGMENTATION, Augmentation
+from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
+from mrcnn.ops.masks import extract_bboxes_graph as extract_boxes
+from mrcnn.data.dataset import Dataset, DatasetError
+from mrcnn.ops.image_meta import parse_image_meta
+from mrcnn.ops.masks import expand_mask, minimize_mask
+from mrcnn.ops.resize import resize_image, resize_mask
 
 KEYS = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox", "input_gt_class_ids",
         "input_gt_boxes", "input_gt_masks")

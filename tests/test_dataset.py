@@ -1,4 +1,4 @@
-"""mrcnn.dataset: matterport's Dataset API (classes, images, id maps, loading)."""
+"""mrcnn.data.dataset: matterport's Dataset API (classes, images, id maps, loading)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrcnn.dataset import Dataset, clean_class_name, resize_mask_nearest
+from mrcnn.data.dataset import Dataset, clean_class_name
+from mrcnn.ops.masks import resize_mask_nearest
 
 
 class TwoSourceDataset(Dataset):

@@ -1,26 +1,11 @@
-"""`fseg demo` in a shortened form, and the time budget it relies on."""
+"""`fseg demo` in a shortened form (its time budget: tests/test_schedule.py)."""
 from __future__ import annotations
 
 import json
 
-import keras
-import numpy as np
 from click.testing import CliRunner
 
 from fseg.cli import cli
-from mrcnn.trainer import TimeLimit
-
-
-def test_time_limit_stops_at_the_end_of_the_first_epoch_past_the_budget():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse")
-    x, y = np.zeros((8, 2)), np.zeros((8, 1))
-    budget = TimeLimit(0.0)
-    history = model.fit(x, y, epochs=5, batch_size=4, verbose=0, callbacks=[budget])
-    assert len(history.history["loss"]) == 1 and budget.expired
-    # A budget that has not run out lets every epoch run.
-    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0, callbacks=[TimeLimit(3600)])
-    assert len(history.history["loss"]) == 3
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):

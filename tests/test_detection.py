@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.detection import DetectionLayer, refine_detections
-from mrcnn.image_meta import compose_image_meta
+from mrcnn.layers.detection import DetectionLayer, refine_detections
+from mrcnn.ops.image_meta import compose_image_meta
 
 STD = [0.1, 0.1, 0.2, 0.2]
 FULL_WINDOW = [0.0, 0.0, 1.0, 1.0]

@@ -1,4 +1,4 @@
-"""mrcnn.evaluation: COCO metrics against pycocotools called directly, attribute splits, matterport's mAP@0.5.
+"""mrcnn.eval.coco_eval: COCO metrics against pycocotools called directly, attribute splits, matterport's mAP@0.5.
 
 The oracle for every COCO number is pycocotools itself (``COCO.loadRes`` + ``COCOeval``), run
 here independently of the module. matterport's AP values are worked out by hand in the comments.
@@ -14,8 +14,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn import evaluation as ev
-from mrcnn import matterport_ap as mp
+from mrcnn.eval import coco_eval as ev
+from mrcnn.eval import matterport_ap as mp
+from mrcnn.eval import results as res
 
 H, W = 60, 80  # every test image is 60 x 80 pixels
 
@@ -59,7 +60,7 @@ def make_gt_dict() -> dict:
 
 
 def gt_object(gt_dict=None) -> COCO:
-    return ev.ground_truth_from_dict(copy.deepcopy(gt_dict or make_gt_dict()))
+    return res.ground_truth_from_dict(copy.deepcopy(gt_dict or make_gt_dict()))
 
 
 def detection(image_id, cat, x1, y1, x2, y2, score):
@@ -262,7 +263,7 @@ def test_image_attribute_split_equals_pycocotools_on_those_images():
 
 
 def test_unknown_attribute_is_an_error():
-    with pytest.raises(ev.EvaluationError, match="unknown attribute 'colour'"):
+    with pytest.raises(res.EvaluationError, match="unknown attribute 'colour'"):
         ev.evaluate(gt_object(), [], by=["colour"])
 
 
@@ -347,26 +348,26 @@ def test_matterport_map50_equals_compute_ap_on_pixel_masks():
 # ------------------------------------------------------------------ bad input
 def test_results_that_do_not_fit_the_ground_truth_are_one_line_errors():
     gt = gt_object()
-    with pytest.raises(ev.EvaluationError, match="1 image ids not in the ground truth: 99"):
+    with pytest.raises(res.EvaluationError, match="1 image ids not in the ground truth: 99"):
         ev.evaluate(gt, [detection(99, 1, 0, 0, 5, 5, 0.5)])
-    with pytest.raises(ev.EvaluationError, match="category ids not in the ground truth: 7"):
+    with pytest.raises(res.EvaluationError, match="category ids not in the ground truth: 7"):
         ev.evaluate(gt, [detection(1, 7, 0, 0, 5, 5, 0.5)])
     mixed = results_with_errors()
     del mixed[0]["segmentation"]
-    with pytest.raises(ev.EvaluationError, match="some records have 'segmentation' and some do not"):
+    with pytest.raises(res.EvaluationError, match="some records have 'segmentation' and some do not"):
         ev.evaluate(gt, mixed)
-    with pytest.raises(ev.EvaluationError, match="record 0 is not a detection"):
+    with pytest.raises(res.EvaluationError, match="record 0 is not a detection"):
         ev.evaluate(gt, [{"image_id": 1}])
     wrong_size = detection(1, 1, 0, 0, 5, 5, 0.5)
     wrong_size["segmentation"] = mask_utils.encode(np.zeros((10, 10, 1), np.uint8, order="F"))[0]
-    with pytest.raises(ev.EvaluationError, match=r"record 0: mask size \[10, 10\] differs"):
+    with pytest.raises(res.EvaluationError, match=r"record 0: mask size \[10, 10\] differs"):
         ev.evaluate(gt, [wrong_size])
 
 
 def test_ground_truth_without_a_mask_cannot_score_masks():
     gt_dict = make_gt_dict()
     gt_dict["annotations"][2]["segmentation"] = []
-    with pytest.raises(ev.EvaluationError, match="annotation 3 .image 2. has no usable segmentation"):
+    with pytest.raises(res.EvaluationError, match="annotation 3 .image 2. has no usable segmentation"):
         ev.evaluate(gt_object(gt_dict), results_with_errors())
     boxes_only = [{k: v for k, v in r.items() if k != "segmentation"} for r in results_with_errors()]
     assert ev.evaluate(gt_object(gt_dict), boxes_only)["bbox"]["AP"] > 0  # boxes can still be scored
@@ -375,13 +376,13 @@ def test_ground_truth_without_a_mask_cannot_score_masks():
 def test_loading_files(tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(make_gt_dict()))
-    gt = ev.load_ground_truth(path)
+    gt = res.load_ground_truth(path)
     assert len(gt.anns) == 7 and "keypoints" not in gt.anns[1]
-    with pytest.raises(ev.EvaluationError, match="annotation file not found"):
-        ev.load_ground_truth(tmp_path / "nope.json")
+    with pytest.raises(res.EvaluationError, match="annotation file not found"):
+        res.load_ground_truth(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text('{"images": []}')
-    with pytest.raises(ev.EvaluationError, match="not a COCO instances file"):
-        ev.load_ground_truth(tmp_path / "bad.json")
+    with pytest.raises(res.EvaluationError, match="not a COCO instances file"):
+        res.load_ground_truth(tmp_path / "bad.json")
     (tmp_path / "res.json").write_text('{"a": 1}')
-    with pytest.raises(ev.EvaluationError, match="top level must be a list"):
-        ev.load_results_file(tmp_path / "res.json")
+    with pytest.raises(res.EvaluationError, match="top level must be a list"):
+        res.load_results_file(tmp_path / "res.json")

@@ -8,7 +8,7 @@ def _mask_heads(pool=14, depth=8, num_rois=5, num_classes=3):
     """Two models sharing one set of weights: the mask head on all ROIs, and on the positive ones only."""
     import keras
 
-    from mrcnn.heads import fpn_mask_head
+    from mrcnn.modeling.mask_head import fpn_mask_head
 
     pooled = keras.Input(shape=(num_rois, pool, pool, depth))
     class_ids = keras.Input(shape=(num_rois,), dtype="int32")

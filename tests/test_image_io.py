@@ -1,4 +1,4 @@
-"""mrcnn.image_io: every input quirk ends as [H, W, 3] uint8 RGB; writes are atomic."""
+"""mrcnn.io.images: every input quirk ends as [H, W, 3] uint8 RGB; writes are atomic."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrcnn.image_io import ImageReadError, read_image_rgb, write_image
+from mrcnn.io.images import ImageReadError, read_image_rgb, write_image
 
 
 def random_rgb(h=24, w=32, seed=0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.image_meta import compose_image_meta, image_meta_size, parse_image_meta, parse_image_meta_graph
+from mrcnn.ops.image_meta import compose_image_meta, image_meta_size, parse_image_meta, parse_image_meta_graph
 
 
 def _meta():

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrcnn.boxes import norm_boxes
-from mrcnn.image_meta import compose_image_meta
-from mrcnn.imaging import (expand_mask, minimize_mask, mold_image, resize_image, resize_mask, unmold_detections,
-                           unmold_image, unmold_mask)
+from mrcnn.ops.box_frames import norm_boxes
+from mrcnn.ops.image_meta import compose_image_meta
+from mrcnn.ops.masks import expand_mask, minimize_mask, unmold_mask
+from mrcnn.ops.resize import mold_image, resize_image, resize_mask, unmold_image
+from mrcnn.ops.unmold import unmold_detections
 
 MEAN_PIXEL = [123.7, 116.8, 103.9]
 

@@ -5,8 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.losses import (LOSS_NAMES, mrcnn_bbox_loss, mrcnn_class_loss, mrcnn_mask_loss, rpn_bbox_loss,
-                          rpn_class_loss, weight_decay_loss)
+from mrcnn.ops.losses import mrcnn_bbox_loss, mrcnn_class_loss, mrcnn_mask_loss, rpn_bbox_loss, rpn_class_loss, weight_decay_loss
 
 
 def np_softmax_ce(logits, label):
@@ -50,8 +49,14 @@ def assert_zero_with_finite_gradient(loss, gradient):
 
 
 def test_loss_names():
-    assert LOSS_NAMES == ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
-                          "mrcnn_mask_loss")
+    """The loss table of matterport's model: its five losses, under its names, in its order."""
+    from mrcnn.config import Config
+    from mrcnn.modeling.roi_heads import build_roi_heads
+    from mrcnn.train.losses import loss_names
+
+    config = Config()
+    assert loss_names(config, build_roi_heads(config)) == [
+        "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"]
 
 
 def test_rpn_class_loss_hand_computed():

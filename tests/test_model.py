@@ -100,3 +100,36 @@ def test_inference_model_keeps_box_layers_in_float32_under_mixed_precision():
         assert km.get_layer(name).compute_dtype == "float32", name
     (result,) = mixed.detect([np.zeros((64, 64, 3), np.uint8)])
     assert result["masks"].shape[:2] == (64, 64) and len(result["class_ids"]) <= 4
+
+
+def small_config(**settings):
+    base = dict(NAME="small", NUM_CLASSES=NUM_CLASSES, BACKBONE="resnet18_half", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+                IMAGES_PER_GPU=1, POST_NMS_ROIS_INFERENCE=16, DETECTION_MAX_INSTANCES=4, TOP_DOWN_PYRAMID_SIZE=32,
+                FPN_CLASSIF_FC_LAYERS_SIZE=32)
+    return config_from_dict({**base, **settings})
+
+
+def test_a_class_count_mismatch_says_how_to_fix_it_in_the_config(tmp_path):
+    from mrcnn.io.h5_legacy import WeightsError
+
+    path = tmp_path / "five.h5"
+    MaskRCNN(mode="inference", config=small_config(), model_dir=tmp_path).save_weights(path)
+    three = MaskRCNN(mode="inference", config=small_config(NUM_CLASSES=3), model_dir=tmp_path)
+    with pytest.raises(WeightsError) as info:
+        three.load_weights(path)
+    message = str(info.value)
+    assert "NUM_CLASSES = 5" in message and "exclude=" in message and "mrcnn_bbox_fc" in message
+    assert "\n" not in message
+    report = three.load_weights(path, exclude=three.class_specific_layers())
+    assert set(report.excluded) == {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"}
+
+
+def test_weights_of_another_backbone_name_the_backbone_not_the_class_count(tmp_path):
+    from mrcnn.io.h5_legacy import WeightsError
+
+    path = tmp_path / "resnet18.h5"
+    MaskRCNN(mode="inference", config=small_config(BACKBONE="resnet18"), model_dir=tmp_path).save_weights(path)
+    half = MaskRCNN(mode="inference", config=small_config(), model_dir=tmp_path)
+    with pytest.raises(WeightsError, match='resnet18 model; set BACKBONE = "resnet18"') as info:
+        half.load_weights(path)
+    assert "NUM_CLASSES" not in str(info.value)

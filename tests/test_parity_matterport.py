@@ -6,7 +6,6 @@ and three images. Tolerances are the ones its README states; never loosen them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -94,7 +93,7 @@ def test_feature_maps_and_rpn(ref_model, ref_dir):
         assert rel_err(center, ref[f"feat_{name}_center"]) < 1e-3, name
 
     outputs = ref_model.run_network(ref["molded_image"][None], ref["image_meta"][None].astype(np.float32))
-    _, _, _, _, _, rpn_class, rpn_bbox = outputs
+    rpn_class, rpn_bbox = outputs["rpn_class"], outputs["rpn_bbox"]
     assert rel_err(rpn_class[0], ref["rpn_class"]) < 1e-3
     assert rel_err(rpn_bbox[0], ref["rpn_bbox"]) < 1e-3
 
@@ -103,7 +102,8 @@ def test_feature_maps_and_rpn(ref_model, ref_dir):
 def test_proposals_and_head_outputs(ref_model, ref_dir, i):
     ref = load_ref(ref_dir, i)
     outputs = ref_model.run_network(ref["molded_image"][None], ref["image_meta"][None].astype(np.float32))
-    detections, mrcnn_class, mrcnn_bbox, _, rpn_rois, _, _ = (o[0] for o in outputs)
+    detections, mrcnn_class, mrcnn_bbox, rpn_rois = (outputs[name][0] for name in (
+        "detections", "mrcnn_class", "mrcnn_bbox", "rpn_rois"))
     # Proposals: exact float32 ties may reorder a few rows, so compare as row-matched sets.
     rows = match_rows(rpn_rois, ref["rpn_rois"], atol=1e-5)
     assert (rows >= 0).mean() >= 0.99, f"{(rows < 0).sum()} proposals without a match"

@@ -1,4 +1,4 @@
-"""``fseg predict`` and its helpers: fseg.paths, mrcnn.coco_results, the command with a fake and a real model."""
+"""``fseg predict`` and its helpers: fseg.runtime, mrcnn.eval.results, the command with a fake and a real model."""
 from __future__ import annotations
 
 import json
@@ -12,22 +12,22 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from fseg import cmd_predict, paths
+from fseg import runtime
 from fseg.cli import cli
-from mrcnn.coco_results import boxes_to_xywh, categories_records, detections_to_records, encode_masks
+from mrcnn.eval.results import boxes_to_xywh, categories_records, detections_to_records, encode_masks
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_IMG = REPO / "test_img"
 FASHION_CONFIG = REPO / "configs" / "deepfashion2.toml"
 
 
-# ------------------------------------------------------------------ fseg.paths
+# ------------------------------------------------------------------ fseg.runtime
 def test_default_config_prefers_the_current_folder(tmp_path):
-    assert paths.default_config_path(tmp_path) == FASHION_CONFIG  # nothing local: the shipped copy
+    assert runtime.default_config_path(tmp_path) == FASHION_CONFIG  # nothing local: the shipped copy
     local = tmp_path / "configs" / "deepfashion2.toml"
     local.parent.mkdir()
     local.write_text('NAME = "mine"\n')
-    assert paths.default_config_path(tmp_path) == local
+    assert runtime.default_config_path(tmp_path) == local
 
 
 def test_weights_resolution_order(tmp_path):
@@ -44,7 +44,7 @@ def test_weights_resolution_order(tmp_path):
     ckpt.write_bytes(b"")
 
     def resolve(option, env):
-        return paths.resolve_weights(option, "fashion", env=env, logs_dir=logs, weights_dir=weights).path
+        return runtime.resolve_weights(option, "fashion", env=env, logs_dir=logs, weights_dir=weights).path
 
     env = {"FSEG_WEIGHTS": str(from_env)}
     assert resolve(str(explicit), env) == explicit
@@ -57,22 +57,22 @@ def test_weights_resolution_order(tmp_path):
 
 
 def test_missing_weights_say_where_to_download(tmp_path):
-    with pytest.raises(paths.WeightsNotFound) as err:
-        paths.resolve_weights(None, "deepfashion2", env={}, logs_dir=tmp_path / "logs",
+    with pytest.raises(runtime.WeightsNotFound) as err:
+        runtime.resolve_weights(None, "deepfashion2", env={}, logs_dir=tmp_path / "logs",
                               weights_dir=tmp_path / "weights")
     message = str(err.value)
     assert "\n" not in message
-    assert paths.FASHION_MODEL_URL in message and paths.COCO_MODEL_URL in message
+    assert runtime.FASHION_MODEL_URL in message and runtime.COCO_MODEL_URL in message
     assert str(tmp_path / "weights" / "deepfashion2.h5") in message
-    with pytest.raises(paths.WeightsNotFound, match="nope.h5: file not found.*drive.google.com"):
-        paths.resolve_weights(str(tmp_path / "nope.h5"), "deepfashion2", env={})
-    with pytest.raises(paths.WeightsNotFound, match="no checkpoint"):
-        paths.resolve_weights("last", "deepfashion2", env={}, logs_dir=tmp_path / "logs")
-    with pytest.raises(paths.WeightsNotFound, match="folder"):
-        paths.resolve_weights(str(tmp_path), "deepfashion2", env={})
+    with pytest.raises(runtime.WeightsNotFound, match="nope.h5: file not found.*drive.google.com"):
+        runtime.resolve_weights(str(tmp_path / "nope.h5"), "deepfashion2", env={})
+    with pytest.raises(runtime.WeightsNotFound, match="no checkpoint"):
+        runtime.resolve_weights("last", "deepfashion2", env={}, logs_dir=tmp_path / "logs")
+    with pytest.raises(runtime.WeightsNotFound, match="folder"):
+        runtime.resolve_weights(str(tmp_path), "deepfashion2", env={})
 
 
-# ------------------------------------------------------------------ mrcnn.coco_results
+# ------------------------------------------------------------------ mrcnn.eval.results
 def test_boxes_become_coco_xywh():
     # rows 10..29 and columns 5..44 (exclusive ends 30 and 45): x=5, y=10, w=40, h=20
     assert boxes_to_xywh(np.array([[10, 5, 30, 45]], np.int32)).tolist() == [[5.0, 10.0, 40.0, 20.0]]
@@ -136,7 +136,7 @@ class FakeModel:
 def fake_model(monkeypatch, tmp_path):
     """Patch the model loader; run in an empty folder without $FSEG_WEIGHTS."""
     model = FakeModel()
-    monkeypatch.setattr(cmd_predict, "load_model", lambda config, path: model)
+    monkeypatch.setattr(runtime, "load_model", lambda config, path, *args, **kwargs: (model, None))
     monkeypatch.delenv("FSEG_WEIGHTS", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fake.h5").write_bytes(b"")

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.proposals import ProposalLayer, propose_rois
+from mrcnn.layers.proposals import ProposalLayer, propose_rois
 
 STD = [0.1, 0.1, 0.2, 0.2]
 

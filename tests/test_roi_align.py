@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.image_meta import compose_image_meta
-from mrcnn.roi_align import PyramidROIAlign, pyramid_roi_align, roi_pyramid_level
+from mrcnn.ops.image_meta import compose_image_meta
+from mrcnn.layers.roi_align import PyramidROIAlign, pyramid_roi_align, roi_pyramid_level
 
 
 def _square(side, top=0.1, left=0.1):

@@ -1,6 +1,7 @@
 """RPN and detection targets: hand-built cases, a NumPy reference of matterport's rules, tf.data, the layer."""
 from __future__ import annotations
 
+import functools
 import json
 
 import keras
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.targets import DetectionTargetLayer, build_rpn_targets, detection_targets
+from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.layers.detection_targets import DetectionTargetLayer
+from mrcnn.ops.rpn_targets import build_rpn_targets
+from mrcnn.ops.roi_targets import detection_targets, mask_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -251,13 +254,27 @@ DT_PROPOSALS = np.array([[0.1, 0.1, 0.3, 0.3],      # = GT 0                 -> 
                          [0, 0, 0, 0]], np.float32)  # padding
 
 
+def mask_head_targets(mask_shape, use_mini_mask=True):
+    """The mask head's target function (what MaskHead.roi_targets calls)."""
+    return {"mask": functools.partial(mask_targets, mask_shape=mask_shape, use_mini_mask=use_mini_mask)}
+
+
+def targets_with_masks(proposals, gt_class_ids, gt_boxes, gt_masks, *, mask_shape=(28, 28), use_mini_mask=True,
+                       **settings):
+    """detection_targets of a model with the mask head only, as (rois, class_ids, deltas, masks)."""
+    instances_first = np.moveaxis(np.asarray(gt_masks), -1, 0)  # [h, w, G] -> [G, h, w]
+    out = detection_targets(proposals, gt_class_ids, gt_boxes, {"masks": instances_first},
+                            mask_head_targets(mask_shape, use_mini_mask), **settings)
+    return out["rois"], out["class_ids"], out["deltas"], out["mask"]
+
+
 def rows_by_roi(rois, values):
     return {tuple(np.round(r, 4)): v for r, v in zip(rois, values)}
 
 
 def test_detection_targets_two_boxes_exact_classes_and_deltas():
     masks = np.ones((8, 8, 3), bool)
-    rois, class_ids, deltas, _ = [t.numpy() for t in detection_targets(
+    rois, class_ids, deltas, _ = [t.numpy() for t in targets_with_masks(
         DT_PROPOSALS, DT_GT_CLASSES, DT_GT_BOXES, masks, train_rois_per_image=6,
         roi_positive_ratio=0.5, mask_shape=(4, 4))]
     # 3 positives (cap int(6 * 0.5) = 3), negatives int(3 / 0.5) - 3 = 3 wanted, 1 available.
@@ -281,7 +298,7 @@ def test_detection_sampling_counts():
     proposals = np.concatenate([positives, negatives])
     masks = np.ones((8, 8, 1), bool)
     for ratio, rows, expected_pos, expected_neg in [(0.33, 10, 3, 6), (0.33, 200, 10, 20), (0.25, 40, 10, 20)]:
-        rois, class_ids, _, out_masks = [t.numpy() for t in detection_targets(
+        rois, class_ids, _, out_masks = [t.numpy() for t in targets_with_masks(
             proposals, np.array([1], np.int32), gt_box, masks, train_rois_per_image=rows,
             roi_positive_ratio=ratio, mask_shape=(4, 4))]
         assert np.sum(class_ids == 1) == expected_pos
@@ -299,7 +316,7 @@ def test_detection_crowds():
                           [0.0, 0.6, 0.1, 0.7],     # negative
                           [0.4, 0.0, 0.5, 0.1]],    # negative
                          np.float32)
-    rois, out_ids, _, _ = [t.numpy() for t in detection_targets(
+    rois, out_ids, _, _ = [t.numpy() for t in targets_with_masks(
         proposals, class_ids, gt_boxes, np.ones((4, 4, 2), bool), train_rois_per_image=10,
         roi_positive_ratio=0.33, mask_shape=(2, 2))]
     assert list(out_ids) == [2] + [0] * 9
@@ -315,7 +332,7 @@ def test_mask_targets_from_a_mini_mask_pattern():
     proposals = np.array([[0.2, 0.2, 0.6, 0.5],    # left 3/4, full height: IoU 0.75
                           [0.3, 0.3, 0.6, 0.6]],   # lower-right 3/4 x 3/4: IoU 0.5625
                          np.float32)
-    rois, _, _, masks = [t.numpy() for t in detection_targets(
+    rois, _, _, masks = [t.numpy() for t in targets_with_masks(
         proposals, np.array([1], np.int32), gt_box, mini_mask, train_rois_per_image=4,
         roi_positive_ratio=0.5, mask_shape=(4, 4), use_mini_mask=True)]
     by_roi = rows_by_roi(rois[:2], masks[:2])
@@ -336,7 +353,7 @@ def test_mask_targets_from_full_masks_match_a_bilinear_reference():
     full[18:30, 16:31, 1] = rng.rand(12, 15) > 0.5
     gt_boxes = np.array([[4 / 31, 6 / 31, 19 / 31, 17 / 31], [18 / 31, 16 / 31, 29 / 31, 30 / 31]], np.float32)
     proposals = gt_boxes + np.array([[0.01, -0.02, 0.02, 0.0], [-0.01, 0.01, 0.0, -0.02]], np.float32)
-    rois, class_ids, _, masks = [t.numpy() for t in detection_targets(
+    rois, class_ids, _, masks = [t.numpy() for t in targets_with_masks(
         proposals, np.array([1, 2], np.int32), gt_boxes, full, train_rois_per_image=4,
         roi_positive_ratio=0.5, mask_shape=(7, 7), use_mini_mask=False)]
     for roi, class_id, mask in zip(rois[:2], class_ids[:2], masks[:2]):
@@ -345,8 +362,8 @@ def test_mask_targets_from_full_masks_match_a_bilinear_reference():
 
 
 def test_detection_targets_without_instances_are_all_padding():
-    outputs = detection_targets(DT_PROPOSALS, np.zeros([3], np.int32), np.zeros((3, 4), np.float32),
-                                np.zeros((8, 8, 3), bool), train_rois_per_image=5, mask_shape=(4, 4))
+    outputs = targets_with_masks(DT_PROPOSALS, np.zeros([3], np.int32), np.zeros((3, 4), np.float32),
+                                 np.zeros((8, 8, 3), bool), train_rois_per_image=5, mask_shape=(4, 4))
     shapes = [t.shape for t in outputs]
     assert shapes == [(5, 4), (5,), (5, 4), (5, 4, 4)]
     for tensor in outputs:
@@ -357,12 +374,19 @@ def _layer_inputs():
     proposals = np.stack([DT_PROPOSALS, DT_PROPOSALS[::-1]])  # [2, 5, 4]
     class_ids = np.stack([DT_GT_CLASSES, np.array([0, 4, 0], np.int32)])  # image 1: only GT 1
     boxes = np.stack([DT_GT_BOXES, DT_GT_BOXES])
-    masks = np.ones((2, 8, 8, 3), bool)
+    masks = np.ones((2, 3, 8, 8), bool)  # instance axis first, as the training graph passes them
     return [proposals, class_ids, boxes, masks]
 
 
+def target_layer(**kwargs):
+    """The layer as the training graph builds it for the mask head (4 x 4 targets from mini masks)."""
+    spec = tf.TensorSpec([4, 4], tf.float32)
+    return DetectionTargetLayer({"mask": (mask_head_targets((4, 4))["mask"], spec)}, ["masks"], 6, 0.5, STD,
+                                **kwargs)
+
+
 def test_detection_target_layer_batches_images():
-    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), True)
+    layer = target_layer()
     rois, class_ids, deltas, masks = [t.numpy() for t in layer(_layer_inputs())]
     assert rois.shape == (2, 6, 4) and class_ids.shape == (2, 6) and masks.shape == (2, 6, 4, 4)
     assert class_ids.dtype == np.int32
@@ -370,7 +394,7 @@ def test_detection_target_layer_batches_images():
     assert list(class_ids[1][:2]) == [4, 0]  # one positive (GT 1), then int(1 / 0.5) - 1 = 1 negative
     for image in range(2):  # positives are not sampled here, so they equal the single-image function's
         args = [x[image] for x in _layer_inputs()]
-        expected = [t.numpy() for t in detection_targets(
+        expected = [t.numpy() for t in targets_with_masks(
             *args, train_rois_per_image=6, roi_positive_ratio=0.5, mask_shape=(4, 4))]
         got, want = class_ids[image] > 0, expected[1] > 0
         assert (rows_by_roi(rois[image][got], class_ids[image][got])
@@ -382,17 +406,16 @@ def test_detection_target_layer_batches_images():
 
 
 def test_detection_target_layer_in_a_model_and_config_round_trip():
-    layer = DetectionTargetLayer(6, 0.5, STD, (4, 4), True, name="proposal_targets")
+    layer = target_layer(name="proposal_targets")
     inputs = [keras.Input((5, 4)), keras.Input((3,), dtype="int32"), keras.Input((3, 4)),
-              keras.Input((8, 8, 3), dtype="bool")]
+              keras.Input((3, 8, 8), dtype="bool")]
     model = keras.Model(inputs, layer(inputs))
     shapes = [tuple(t.shape) for t in model.outputs]
     assert shapes == [(None, 6, 4), (None, 6), (None, 6, 4), (None, 6, 4, 4)]
     assert layer.compute_output_shape([(None, 5, 4)] * 4) == shapes
     outputs = model(_layer_inputs())
     assert sorted(np.asarray(outputs[1])[0][:3]) == [3, 3, 5]
-    config = json.loads(json.dumps(layer.get_config()))
-    clone = DetectionTargetLayer.from_config(config)
-    assert (clone.train_rois_per_image, clone.roi_positive_ratio, clone.mask_shape, clone.use_mini_mask) == (
-        6, 0.5, [4, 4], True)
-    assert clone.bbox_std_dev == [0.1, 0.1, 0.2, 0.2]
+    config = json.loads(json.dumps(layer.get_config()))  # its settings are plain JSON
+    assert (config["train_rois_per_image"], config["roi_positive_ratio"], config["heads"], config["field_names"]) == (
+        6, 0.5, ["mask"], ["masks"])
+    assert config["bbox_std_dev"] == [0.1, 0.1, 0.2, 0.2]

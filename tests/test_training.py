@@ -1,4 +1,4 @@
-"""Training mode: layer groups, gradient clipping, mixed precision, distribution (mrcnn.trainer, training_graph).
+"""Training mode: layer groups, gradient clipping, mixed precision, distribution (mrcnn.train, training_graph).
 
 One small model (resnet50, 64 px images, few ROIs) is built once per module; single
 steps run eagerly (``run_eagerly=True``), which on CPU is faster than tracing the
@@ -46,7 +46,7 @@ def make_split(folder: Path, images: int = 6, seed: int = 3) -> tuple[Path, Path
 
 
 def load_dataset(annotations, images, config):
-    from mrcnn.coco import CocoDataset
+    from mrcnn.data.coco import CocoDataset
 
     dataset = CocoDataset()
     dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
@@ -68,7 +68,7 @@ def model(split, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch(split):
-    from mrcnn.data import build_training_dataset
+    from mrcnn.data.pipeline import build_training_dataset
 
     config = small_config()
     return next(iter(build_training_dataset(load_dataset(*split, config), config, seed=0, augment=False)))
@@ -86,10 +86,11 @@ def one_step(mrcnn_model, batch, layers: str, config=None, learning_rate: float 
     ``loss_scale``: wrap the SGD in a LossScaleOptimizer with this initial scale."""
     import keras
 
-    from mrcnn import trainer as training
+    from mrcnn.train import layer_groups
+    from mrcnn.train import step as training
 
     config = config or mrcnn_model.config
-    training.set_trainable(mrcnn_model.keras_model, training.layer_regex(layers))
+    layer_groups.set_trainable(mrcnn_model.keras_model, layer_groups.layer_regex(layers))
     model = training.TrainingModel(mrcnn_model.keras_model, config)
     optimizer = training.make_optimizer(config, learning_rate)
     if loss_scale is not None:
@@ -173,7 +174,7 @@ def test_gradient_clipping_uses_the_global_norm(model, batch):
 
 
 def test_layer_regex_rejects_a_bad_regex():
-    from mrcnn.trainer import LAYER_GROUPS, layer_regex
+    from mrcnn.train.layer_groups import LAYER_GROUPS, layer_regex
 
     assert layer_regex("heads") == LAYER_GROUPS["heads"]
     assert layer_regex(r"rpn_.*") == r"rpn_.*"
@@ -201,7 +202,7 @@ def test_mixed_precision_step_on_cpu(split, batch, tmp_path):
         assert graph.get_layer(name).compute_dtype == "float32", name
 
     # compile() wraps the optimizer in a LossScaleOptimizer for the mixed graph by itself ...
-    from mrcnn import trainer as training
+    from mrcnn.train import step as training
 
     auto = training.TrainingModel(graph, mixed.config)
     auto.compile(optimizer=training.make_optimizer(mixed.config, learning_rate))
@@ -229,8 +230,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[2])
     import test_training as t
-    from mrcnn import trainer as training
-    from mrcnn.data import build_training_dataset
+    from mrcnn.train import layer_groups
+    from mrcnn.train import step as training
+    from mrcnn.data.pipeline import build_training_dataset
     from mrcnn.model import MaskRCNN
 
     annotations, images, logs = sys.argv[3:6]
@@ -249,7 +251,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         updates, losses = [], []
         for m in (single, mirrored):
             before = [np.array(w) for w in m.keras_model.get_weights()]
-            training.set_trainable(m.keras_model, "rpn_.*")
+            layer_groups.set_trainable(m.keras_model, "rpn_.*")
             with m.strategy.scope():
                 trainer = training.TrainingModel(m.keras_model, config)
                 trainer.compile(optimizer=training.make_optimizer(config, learning_rate), run_eagerly=True)
@@ -363,7 +365,7 @@ def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
 def test_is_chief_for_worker_roles():
     from types import SimpleNamespace
 
-    from mrcnn.trainer import is_chief
+    from mrcnn.train.callbacks import is_chief
 
     def strategy(task_type, task_id, cluster):
         spec = SimpleNamespace(as_dict=lambda: cluster)
@@ -383,7 +385,7 @@ def test_is_chief_for_worker_roles():
 def test_signals_are_held_back_while_a_checkpoint_is_recorded():
     import signal
 
-    from mrcnn.trainer import signals_deferred
+    from mrcnn.train.callbacks import signals_deferred
 
     steps = []
     with pytest.raises(KeyboardInterrupt):
@@ -397,7 +399,7 @@ def test_signals_are_held_back_while_a_checkpoint_is_recorded():
 def test_validation_steps_never_exceed_the_full_batches_available():
     from types import SimpleNamespace
 
-    from mrcnn.trainer import validation_steps
+    from mrcnn.train.stage import validation_steps
 
     config = SimpleNamespace(VALIDATION_STEPS=50, BATCH_SIZE=2)
     assert validation_steps(SimpleNamespace(image_ids=list(range(7))), config) == 3

@@ -1,0 +1,345 @@
+"""The tf.data input pipeline that feeds Mask R-CNN training: matterport's seven training inputs
+(plus one per extra ROI head's instance field).
+
+    train = build_training_dataset(dataset, config, seed=0)      # shuffled, augmented, repeated
+    val = build_validation_dataset(val_dataset, config)          # one pass, no augmentation
+    for inputs in train.take(1):
+        inputs["input_image"]                                    # [B, S, S, 3] float32
+
+Every element is a dict of batched tensors (B = config.BATCH_SIZE, S = the
+molded image side, A = anchors, G = MAX_GT_INSTANCES, T = RPN_TRAIN_ANCHORS_PER_IMAGE):
+
+    input_image         [B, S, S, 3]   float32  RGB minus MEAN_PIXEL (padding = -MEAN_PIXEL)
+    input_image_meta    [B, 12 + C]    float32  see mrcnn.ops.image_meta (window = image inside the canvas)
+    input_rpn_match     [B, A, 1]      int32    1 positive, -1 negative, 0 neutral anchor
+    input_rpn_bbox      [B, T, 4]      float32  (dy, dx, log dh, log dw) / RPN_BBOX_STD_DEV of positives
+    input_gt_class_ids  [B, G]         int32    internal class ids; 0 = padding, negative = crowd
+    input_gt_boxes      [B, G, 4]      float32  (y1, x1, y2, x2) pixels of the molded image, (y2, x2)
+                                                exclusive; integer values (matterport uses int32); 0 = padding
+    input_gt_masks      [B, m, m, G]   bool     mini masks (m = MINI_MASK_SHAPE) cropped to each box,
+                        [B, S, S, G]            or full canvas masks when USE_MINI_MASK is False
+    input_gt_<field>    [B, G, ...]    float32  one per instance field asked for (mrcnn.ops.instance_fields;
+                                       / int32  "points" fields in pixels of the molded image); 0 = padding
+
+Per image, in order (all in TensorFlow except mask rasterisation):
+  1. read the file and decode it with ``tf.io`` (JPEG/PNG/BMP/GIF/WebP, no EXIF rotation), or call
+     ``dataset.load_image`` when a subclass overrides it;
+  2. choose the scale as ``resize_image`` does (IMAGE_RESIZE_MODE "square" or "crop"), times a random
+     scale-jitter factor when augmenting; resize bilinearly (half-pixel centres) and truncate like matterport;
+  3. rasterise the masks directly at the resized size and read the instance fields with
+     ``dataset.load_instances_resized`` (pycocotools, in ``tf.numpy_function``, so many images
+     decode in parallel); points are scaled with the image;
+  4. augment (:mod:`mrcnn.data.augmentation`): horizontal flip of image, masks and points together,
+     brightness and contrast of the image;
+  5. centre-pad to S x S, or crop at a random offset when the image is larger (scale jitter, "crop" mode);
+  6. boxes from the masks (matterport's ``extract_bboxes``: y2/x2 exclusive); instances whose mask
+     vanished are dropped; at most MAX_GT_INSTANCES kept (a random subset when augmenting);
+  7. mini masks (``mrcnn.ops.masks``) and RPN targets (``mrcnn.ops.rpn_targets``, float64 anchors
+     as matterport's); the image_meta vector (``mrcnn.ops.image_meta``).
+
+Randomness is stateless and keyed by (seed, element number), so a seed gives the same batches
+on every run whatever the parallelism. Images of the dataset's source get active_class_ids 1.
+"""
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.data.augmentation import NO_AUGMENTATION, Augmentation, adjust_colors, random_flip, scale_jitter
+from mrcnn.data.dataset import Dataset, DatasetError
+from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.ops.image_meta import compose_image_meta_graph
+from mrcnn.ops.instance_fields import InstanceField, place_points, scale_points
+from mrcnn.ops.masks import extract_bboxes_graph, minimize_masks_graph
+from mrcnn.ops.resize import resize_scale_graph
+from mrcnn.ops.rpn_targets import build_rpn_targets
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_RESIZE_MODES = ("square", "crop")
+_NUM_RANDOM_STREAMS = 7  # flip, scale, brightness, contrast, crop offset, instance subset, RPN sampling
+
+
+def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, augment=True, seed: int | None = None,
+                           repeat: bool = True, deterministic: bool | None = None,
+                           instance_fields: tuple[InstanceField, ...] | list = ()) -> tf.data.Dataset:
+    """Batches of training inputs (see the module docstring for keys, shapes and dtypes).
+
+    Args:
+      dataset: a prepared ``Dataset`` (``CocoDataset`` or a subclass of your own).
+      config: the model ``Config`` (image sizes, anchors, MAX_GT_INSTANCES, BATCH_SIZE, ...).
+      shuffle: reshuffle the images every epoch.
+      augment: True for the default ``Augmentation()``, False for none, or an ``Augmentation``.
+      seed: makes the order and every random choice reproducible; None = a fresh random seed.
+      repeat: repeat forever (the training loop decides where an epoch ends).
+      deterministic: keep the element order under parallel decoding; default: True when a seed is
+        given (slightly slower), False otherwise.
+      instance_fields: extra per-instance ground truth to load (the ROI heads' ``instance_fields``).
+    Returns:
+      A ``tf.data.Dataset`` of dicts, batched to config.BATCH_SIZE (an incomplete last batch is dropped).
+    Raises:
+      DatasetError: the dataset has no images or is not prepared.
+      ValueError: the config's resize mode is not "square" or "crop".
+    """
+    if augment is True:
+        augment = Augmentation()
+    elif augment is False or augment is None:
+        augment = NO_AUGMENTATION
+    if deterministic is None:
+        deterministic = seed is not None
+    if seed is None:
+        seed = random.SystemRandom().randrange(2 ** 31)
+    return _build(dataset, config, augment=augment, shuffle=shuffle, repeat=repeat, seed=seed,
+                  deterministic=deterministic, training=True, fields=tuple(instance_fields))
+
+
+def build_validation_dataset(dataset: Dataset, config, *, instance_fields=()) -> tf.data.Dataset:
+    """One deterministic pass over the images: no augmentation, no shuffle, no repeat.
+
+    Same element structure as :func:`build_training_dataset`; an incomplete last batch is dropped
+    (the model's graph needs exactly config.BATCH_SIZE images).
+    """
+    return _build(dataset, config, augment=NO_AUGMENTATION, shuffle=False, repeat=False, seed=0,
+                  deterministic=True, training=False, fields=tuple(instance_fields))
+
+
+# ---------------------------------------------------------------- assembly
+def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields) -> tf.data.Dataset:
+    _check_inputs(dataset, config)
+    loader = _ImageLoader(dataset, fields)
+    prepare = _Preparer(config, augment, training, fields)
+    count = len(dataset.image_ids)
+    ids = tf.data.Dataset.range(count)
+    if shuffle:
+        ids = ids.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ids = ids.repeat()
+    base_seed = tf.constant(seed, tf.int64)
+
+    def load_and_prepare(element_number, image_id):
+        element_seed = tf.stack([base_seed, element_number])
+        loaded = loader.load(image_id, prepare.resize_plan, element_seed)
+        return prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed)
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return (ids.enumerate()
+            .map(load_and_prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(config.BATCH_SIZE, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options))
+
+
+def _check_inputs(dataset, config) -> None:
+    if not hasattr(dataset, "num_images"):
+        raise DatasetError("the dataset is not prepared: call dataset.prepare() first")
+    if dataset.num_images == 0:
+        raise DatasetError("the dataset has no images")
+    if config.IMAGE_RESIZE_MODE not in SUPPORTED_RESIZE_MODES:
+        raise ValueError(f"the training pipeline needs IMAGE_RESIZE_MODE square or crop, "
+                         f"not {config.IMAGE_RESIZE_MODE!r}")
+    if config.IMAGE_CHANNEL_COUNT != 3:
+        raise ValueError("the training pipeline reads RGB images: IMAGE_CHANNEL_COUNT must be 3")
+
+
+def _random_streams(element_seed):
+    """Independent stateless seeds, one per random decision: [_NUM_RANDOM_STREAMS, 2] int64."""
+    return tf.random.experimental.stateless_split(element_seed, num=_NUM_RANDOM_STREAMS)
+
+
+# ---------------------------------------------------------------- loading
+class _ImageLoader:
+    """Decodes an image, and rasterises its masks and reads its instance fields at the size ``resize_plan`` chooses."""
+
+    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...]):
+        self.dataset = dataset
+        self.fields = fields
+        self.decode_with_tf = type(dataset).load_image is Dataset.load_image
+        self.size_warned: set[int] = set()  # images whose file size differs from the annotated size
+        self.paths = tf.constant([str(info["path"]) for info in dataset.image_info])
+        active = np.stack([dataset.active_class_ids(i) for i in dataset.image_ids]).astype(np.float32)
+        self.active = tf.constant(active)  # [num_images, num_classes]
+
+    def active_class_ids(self, image_id):
+        return tf.gather(self.active, image_id)
+
+    def load(self, image_id, resize_plan, element_seed) -> dict:
+        """Decode, choose the size, resize, rasterise.
+
+        Returns a dict:
+          image: [h, w, 3] float32 in [0, 255], resized. masks: [h, w, N] bool at the same size.
+          class_ids: [N] int32. fields: {name: [N, ...]} (points in pixels of the resized image).
+          original_hw: [2] int32, the decoded file's (H, W). scale: float64 scalar, the resize
+          factor (jitter included).
+        """
+        image = self._decode(image_id)
+        original_hw = tf.shape(image)[:2]
+        resized_hw, scale = resize_plan(original_hw, element_seed)
+        resized = tf.image.resize(image, resized_hw, method="bilinear", antialias=False)
+        resized = tf.floor(tf.clip_by_value(resized, 0.0, 255.0))  # matterport truncates to uint8
+        out_types = [tf.bool, tf.int32] + [tf.as_dtype(f.dtype) for f in self.fields]
+        masks, class_ids, *values = tf.numpy_function(self._instances, [image_id, original_hw, resized_hw],
+                                                      out_types, stateful=False)
+        masks.set_shape([None, None, None])
+        class_ids.set_shape([None])
+        fields = {}
+        for field, value in zip(self.fields, values):
+            value.set_shape([None, *field.shape])
+            if field.kind == "points":  # annotated on the image file: scale with the image
+                hw_scale = tf.cast(resized_hw, tf.float32) / tf.cast(original_hw, tf.float32)
+                value = scale_points(value, hw_scale[0], hw_scale[1])
+            fields[field.name] = value
+        return {"image": resized, "masks": masks, "class_ids": class_ids, "fields": fields,
+                "original_hw": original_hw, "scale": scale}
+
+    def _decode(self, image_id):
+        if self.decode_with_tf:
+            data = tf.io.read_file(tf.gather(self.paths, image_id))
+            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        else:
+            image = tf.numpy_function(self._load_image, [image_id], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return image
+
+    def _load_image(self, image_id):
+        return np.ascontiguousarray(self.dataset.load_image(int(image_id)), dtype=np.uint8)
+
+    def _instances(self, image_id, original_hw, resized_hw):
+        image_id = int(image_id)
+        info = self.dataset.image_info[image_id]
+        listed = (info.get("height"), info.get("width"))
+        if None not in listed and tuple(listed) != tuple(original_hw) and image_id not in self.size_warned:
+            self.size_warned.add(image_id)
+            log.warning("%s is %dx%d pixels but its annotations say %dx%d; masks are stretched to the image",
+                        info["path"], original_hw[1], original_hw[0], listed[1], listed[0])
+        masks, class_ids, values = self.dataset.load_instances_resized(
+            image_id, int(resized_hw[0]), int(resized_hw[1]), self.fields)
+        arrays = [np.asarray(values[f.name], dtype=f.dtype).reshape((-1, *f.shape)) for f in self.fields]
+        return [masks.astype(bool), class_ids.astype(np.int32), *arrays]
+
+
+# ---------------------------------------------------------------- per-image preparation
+class _Preparer:
+    """Steps 2 and 4-7 of the module docstring for one image; config values are read once here."""
+
+    def __init__(self, config, augment: Augmentation, training: bool, fields: tuple[InstanceField, ...]):
+        self.augment = augment
+        self.training = training  # random crop offsets and instance subsets (else centred / first ones)
+        self.fields = fields
+        self.mode = config.IMAGE_RESIZE_MODE
+        self.min_dim, self.max_dim, self.min_scale = config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE
+        self.canvas = int(config.IMAGE_SHAPE[0])
+        self.max_instances = int(config.MAX_GT_INSTANCES)
+        self.mini_mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else None
+        self.mean_pixel = tf.constant(np.asarray(config.MEAN_PIXEL, dtype=np.float32))
+        self.anchors_per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+        self.rpn_bbox_std_dev = np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64)
+        shapes = compute_backbone_shapes(config.IMAGE_SHAPE, config.BACKBONE_STRIDES)
+        anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes,
+                                           config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        self.anchors = tf.constant(anchors)  # [A, (y1, x1, y2, x2)] float64 pixels, as matterport's
+
+    def resize_plan(self, original_hw, element_seed):
+        """matterport's resize_image scale times the scale jitter.
+
+        Args:
+          original_hw: [2] int32 (H, W) of the decoded image.
+        Returns:
+          resized_hw: [2] int32, round((H, W) * scale), at least 1. scale: float64 scalar.
+        """
+        height, width = tf.unstack(tf.cast(original_hw, tf.float64))
+        scale = resize_scale_graph(height, width, self.min_dim, self.max_dim, self.min_scale, self.mode)
+        scale = scale * scale_jitter(self.augment, _random_streams(element_seed)[1])
+        resized = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
+        return tf.maximum(resized, 1), scale
+
+    def __call__(self, image_id, loaded: dict, active_class_ids, element_seed) -> dict:
+        """One image's training inputs (unbatched shapes of the module docstring)."""
+        streams = _random_streams(element_seed)
+        points = {f.name: (loaded["fields"][f.name], f.flip_map) for f in self.fields if f.kind == "points"}
+        image, masks, flipped = random_flip(self.augment, loaded["image"], loaded["masks"], points, streams[0])
+        fields = {**loaded["fields"], **flipped}
+        image = adjust_colors(self.augment, image, streams[2], streams[3])
+        image, masks, window, shift = self._place_on_canvas(image, masks, streams[4])
+        for field in self.fields:
+            if field.kind == "points":
+                fields[field.name] = place_points(fields[field.name], shift[0], shift[1], self.canvas, self.canvas)
+        boxes, present = extract_bboxes_graph(masks)
+        keep = self._choose_instances(present, streams[5])
+        boxes = tf.gather(boxes, keep)
+        class_ids = tf.gather(loaded["class_ids"], keep)
+        masks = tf.gather(masks, keep, axis=2)
+        if self.mini_mask_shape is not None:
+            masks = minimize_masks_graph(masks, boxes, self.mini_mask_shape)
+        rpn_match, rpn_bbox = build_rpn_targets(
+            self.anchors, class_ids, boxes, anchors_per_image=self.anchors_per_image,
+            rpn_bbox_std_dev=self.rpn_bbox_std_dev, seed=streams[6])
+        side = float(self.canvas)
+        meta = compose_image_meta_graph(image_id, [loaded["original_hw"][0], loaded["original_hw"][1], 3],
+                                        [side, side, 3.0], window, loaded["scale"], active_class_ids)
+        inputs = {
+            "input_image": image - self.mean_pixel,
+            "input_image_meta": meta,
+            "input_rpn_match": tf.cast(rpn_match, tf.int32)[:, None],
+            "input_rpn_bbox": tf.cast(rpn_bbox, tf.float32),
+            "input_gt_class_ids": _pad_instances(class_ids, self.max_instances, axis=0),
+            "input_gt_boxes": _pad_instances(boxes, self.max_instances, axis=0),
+            "input_gt_masks": _pad_instances(masks, self.max_instances, axis=2),
+        }
+        for field in self.fields:
+            inputs[field.input_name] = _pad_instances(tf.gather(fields[field.name], keep), self.max_instances, axis=0)
+        return inputs
+
+    def _place_on_canvas(self, image, masks, seed):
+        """Centre-pad to S x S; a side longer than S is cropped (random offset in training, else centred).
+
+        Returns:
+          image [S, S, 3] float32 (padding 0), masks [S, S, N] bool,
+          window [4] int32 (y1, x1, y2, x2) of the image inside the canvas, (y2, x2) exclusive,
+          shift [2] int32 (dy, dx) that moves a pixel of the input onto the canvas.
+        """
+        side = self.canvas
+        size = tf.shape(image)[:2]
+        kept = tf.minimum(size, side)  # [2] rows, columns that fit
+        excess = size - kept
+        if self.training:
+            fraction = tf.random.stateless_uniform([2], seed)
+            offset = tf.cast(tf.floor(fraction * tf.cast(excess + 1, tf.float32)), tf.int32)
+            offset = tf.minimum(offset, excess)
+        else:
+            offset = excess // 2
+        before = (side - kept) // 2
+        paddings = tf.stack([before, side - kept - before], axis=1)  # [2, (before, after)]
+
+        def place(array):
+            cut = array[offset[0]:offset[0] + kept[0], offset[1]:offset[1] + kept[1]]
+            return tf.pad(cut, tf.concat([paddings, [[0, 0]]], axis=0))
+
+        image, masks = place(image), place(masks)
+        image.set_shape([side, side, 3])
+        masks.set_shape([side, side, None])
+        window = tf.concat([before, before + kept], axis=0)
+        return image, masks, window, before - offset
+
+    def _choose_instances(self, present, seed):
+        """Indices [K] int32 (sorted) of at most MAX_GT_INSTANCES instances with a non-empty mask."""
+        indices = tf.cast(tf.where(present)[:, 0], tf.int32)
+        if self.training:
+            order = tf.argsort(tf.random.stateless_uniform(tf.shape(indices), seed))
+            indices = tf.sort(tf.gather(indices, order)[:self.max_instances])
+        return indices[:self.max_instances]
+
+
+def _pad_instances(values, size: int, axis: int):
+    """Zero-pad (False for bool) ``values`` along ``axis`` to ``size`` entries."""
+    missing = size - tf.shape(values)[axis]
+    paddings = [[0, 0]] * values.shape.rank
+    paddings[axis] = [0, missing]
+    padded = tf.pad(values, paddings)
+    shape = padded.shape.as_list()
+    shape[axis] = size
+    padded.set_shape(shape)
+    return padded

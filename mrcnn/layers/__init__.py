@@ -1,0 +1,14 @@
+"""Level 2: stateless Keras layers, each a thin wrapper of a pure function.
+
+Owns the graph ops matterport wrote as custom layers (``ProposalLayer``,
+``PyramidROIAlign``, ``DetectionLayer``, ``DetectionTargetLayer``) and the small
+glue layers (``glue``). A layer stores its settings, returns them from
+``get_config`` and calls one function; the math lives in that function (in the
+same file, or in :mod:`mrcnn.ops`). No weights here.
+
+May import: :mod:`mrcnn.ops`, TensorFlow, Keras. Never the config, the models or I/O.
+"""
+
+# Layers that handle box coordinates compute in float32 whatever the global dtype policy
+# (under mixed precision a float16 box would round to 11 bits of precision).
+BOX_DTYPE = "float32"

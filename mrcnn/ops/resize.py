@@ -1,0 +1,182 @@
+"""Resizing images and masks for the network, and molding (mean subtraction): matterport-exact.
+
+Frames: "original" = the caller's image, "molded" = resized and padded network input.
+Pixel boxes are (y1, x1, y2, x2) with (y2, x2) exclusive (see :mod:`mrcnn.ops.boxes`).
+
+The resize rule (:func:`resize_scale`) is written in Python here and in TensorFlow
+(:func:`resize_scale_graph`, for the training pipeline and exported models, which
+cannot call Python); ``tests/test_resize.py`` keeps the two equal over many shapes.
+
+Resizing uses ``skimage.transform.resize`` (order 1 = bilinear, mode "constant"
+with cval 0, clip, preserve_range, no anti-aliasing) as matterport does. The
+resized image is cast back to the input dtype by truncation (``astype``), not
+rounding. OpenCV's bilinear resize was measured against matterport's molded
+images and differs (it replicates the border instead of blending with 0, and
+rounds), so it is not used.
+
+NumPy, SciPy and scikit-image at import time; ``resize_scale_graph`` imports
+TensorFlow when called.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import scipy.ndimage
+import skimage.transform
+
+RESIZE_MODES = ("square", "pad64", "crop", "none")
+PAD64 = 64  # pad64 mode: both sides padded up to a multiple of this (2 ** number of FPN downsamplings)
+
+
+def resize_bilinear(image, output_shape, preserve_range=False):
+    """matterport's bilinear resize (skimage order 1, zero border, clip, no anti-aliasing); float64 out."""
+    return skimage.transform.resize(
+        image, output_shape, order=1, mode="constant", cval=0, clip=True,
+        preserve_range=preserve_range, anti_aliasing=False)
+
+
+def resize_scale(height, width, min_dim, max_dim, min_scale, mode):
+    """Scale factor of :func:`resize_image` (matterport's rule).
+
+    The short side is scaled up to ``min_dim`` (never down), then to at least ``min_scale``;
+    in "square" mode the scale is lowered so the long side, rounded, fits in ``max_dim``.
+    Falsy settings (0 / None) are skipped.
+    Args:
+      height, width: the image's size in pixels.
+    Returns:
+      float (int 1 when nothing applies).
+    """
+    scale = 1
+    if min_dim:
+        scale = max(1, min_dim / min(height, width))
+    if min_scale and scale < min_scale:
+        scale = min_scale
+    if max_dim and mode == "square":
+        longest = max(height, width)
+        if round(longest * scale) > max_dim:
+            scale = max_dim / longest
+    return scale
+
+
+def resize_scale_graph(height, width, min_dim, max_dim, min_scale, mode):
+    """:func:`resize_scale` in TensorFlow, for a size known only inside a graph.
+
+    Args:
+      height, width: scalar tensors (any numeric dtype), the image's size in pixels.
+      min_dim, max_dim, min_scale, mode: Python settings, as in resize_scale.
+    Returns:
+      float64 scalar tensor, equal to resize_scale's value.
+    """
+    import tensorflow as tf
+
+    height, width = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = tf.constant(1.0, tf.float64)
+    if min_dim:
+        scale = tf.maximum(scale, float(min_dim) / tf.minimum(height, width))
+    if min_scale:
+        scale = tf.maximum(scale, float(min_scale))
+    if max_dim and mode == "square":
+        longest = tf.maximum(height, width)
+        scale = tf.where(tf.round(longest * scale) > float(max_dim), float(max_dim) / longest, scale)
+    return scale
+
+
+def _centered_padding(size, target):
+    before = (target - size) // 2
+    return before, target - size - before
+
+
+def _pad64_padding(size):
+    if size % PAD64 == 0:
+        return 0, 0
+    return _centered_padding(size, size - size % PAD64 + PAD64)
+
+
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
+    """Resizes keeping the aspect ratio, then pads or crops (matterport's modes).
+
+    Modes:
+      none:   unchanged.
+      square: scale so the short side reaches min_dim (never down) unless the long
+              side would exceed max_dim; zero-pad centred to max_dim x max_dim.
+      pad64:  scale up as above (max_dim ignored), zero-pad centred so both sides are
+              multiples of 64 (min_dim must be a multiple of 64).
+      crop:   scale up as above, then a random min_dim x min_dim crop (training only;
+              uses Python's ``random``).
+    Args:
+      image: [H, W, C] array (uint8 usually).
+    Returns:
+      image: [h, w, C] same dtype as the input (resize result truncated, not rounded).
+      window: (y1, x1, y2, x2) ints, the image inside the output, pixels, (y2, x2) exclusive.
+      scale: float (int 1 when unchanged), the resize factor.
+      padding: [(top, bottom), (left, right), (0, 0)] pixels added.
+      crop: (y, x, h, w) of the crop in the resized image, or None.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    image_dtype = image.dtype
+    height, width = image.shape[:2]
+    window = (0, 0, height, width)
+    padding = [(0, 0), (0, 0), (0, 0)]
+    if mode == "none":
+        return image, window, 1, padding, None
+
+    scale = resize_scale(height, width, min_dim, max_dim, min_scale, mode)
+    if scale != 1:
+        image = resize_bilinear(image, (round(height * scale), round(width * scale)), preserve_range=True)
+    height, width = image.shape[:2]
+    crop = None
+    if mode == "square":
+        padding = [_centered_padding(height, max_dim), _centered_padding(width, max_dim), (0, 0)]
+    elif mode == "pad64":
+        if min_dim % PAD64:
+            raise ValueError(f"pad64 mode needs min_dim to be a multiple of 64, got {min_dim}")
+        padding = [_pad64_padding(height), _pad64_padding(width), (0, 0)]
+    if mode == "crop":
+        y = random.randint(0, height - min_dim)
+        x = random.randint(0, width - min_dim)
+        crop = (y, x, min_dim, min_dim)
+        image = image[y:y + min_dim, x:x + min_dim]
+        window = (0, 0, min_dim, min_dim)
+    else:
+        image = np.pad(image, padding, mode="constant", constant_values=0)
+        top, left = padding[0][0], padding[1][0]
+        window = (top, left, height + top, width + left)
+    return image.astype(image_dtype), window, scale, padding, crop
+
+
+def resize_mask(mask, scale, padding, crop=None):
+    """Resizes and pads (or crops) masks the way resize_image changed their image.
+
+    Args:
+      mask: [H, W, N] bool or uint8 instance masks.
+      scale, padding, crop: as returned by resize_image.
+    Returns:
+      [h, w, N] same dtype, nearest-neighbour resized (scipy zoom, order 0).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns that zoom rounds the output shape
+        mask = scipy.ndimage.zoom(mask, zoom=[scale, scale, 1], order=0)
+    if crop is not None:
+        y, x, h, w = crop
+        return mask[y:y + h, x:x + w]
+    return np.pad(mask, padding, mode="constant", constant_values=0)
+
+
+def mold_image(images, mean_pixel):
+    """Network input from RGB images: float minus the mean pixel (no std scaling).
+
+    Args:
+      images: [..., H, W, 3] RGB, any numeric dtype.
+      mean_pixel: [3] RGB mean (matterport's MEAN_PIXEL, [123.7, 116.8, 103.9]).
+    Returns:
+      [..., H, W, 3] float32 (subtracted in float64 as matterport does, then cast).
+    """
+    return (images.astype(np.float32) - np.asarray(mean_pixel, dtype=np.float64)).astype(np.float32)
+
+
+def unmold_image(molded_images, mean_pixel):
+    """Inverse of mold_image. Returns uint8 (truncated)."""
+    return (molded_images + np.asarray(mean_pixel)).astype(np.uint8)

@@ -1,0 +1,73 @@
+"""One training stage: ``MaskRCNN.train`` -> data pipelines, trainable layers, ``fit`` with callbacks."""
+from __future__ import annotations
+
+import logging
+
+from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
+from mrcnn.modeling.roi_heads import instance_fields
+from mrcnn.train.callbacks import stage_callbacks
+from mrcnn.train.layer_groups import layer_regex, set_trainable
+from mrcnn.train.losses import loss_table
+from mrcnn.train.step import TrainingModel, make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+def validation_steps(val_dataset, config) -> int:
+    """min(VALIDATION_STEPS, full batches in the validation set), so Keras never runs out of data."""
+    return min(int(config.VALIDATION_STEPS), len(val_dataset.image_ids) // int(config.BATCH_SIZE))
+
+
+def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,
+                 augmentation=None, custom_callbacks=None, verbose="auto", **pipeline_options):
+    """One training stage of ``mrcnn_model`` (a training-mode ``MaskRCNN``); see ``MaskRCNN.train``.
+
+    ``mrcnn_model.epoch`` ends at the last epoch whose checkpoint was written, also when
+    the stage is interrupted (KeyboardInterrupt passes through) or stopped by a NaN.
+    Raises:
+      FloatingPointError: a loss became NaN or infinite (one-line message).
+    """
+    config = mrcnn_model.config
+    if epochs <= mrcnn_model.epoch:
+        log.info("already at epoch %d >= %d: nothing to train", mrcnn_model.epoch, epochs)
+        return None
+    augment = True if augmentation is None else augmentation
+    fields = instance_fields(mrcnn_model.roi_heads)
+    train_data = build_training_dataset(train_dataset, config, augment=augment, instance_fields=fields,
+                                        **pipeline_options)
+    val_steps = validation_steps(val_dataset, config) if val_dataset is not None else 0
+    val_data = build_validation_dataset(val_dataset, config, instance_fields=fields).take(val_steps) if val_steps else None
+    if val_dataset is not None and not val_steps:
+        log.warning("validation set has fewer images than the batch size %d: no validation", config.BATCH_SIZE)
+
+    trainable = set_trainable(mrcnn_model.keras_model, layer_regex(layers, mrcnn_model.roi_heads))
+    log.info("Starting at epoch %d, LR=%g, training %d layers (%s)", mrcnn_model.epoch, learning_rate,
+             len(trainable), layers)
+    terms = loss_table(config, mrcnn_model.roi_heads)
+    with mrcnn_model.strategy.scope():
+        trainer = TrainingModel(mrcnn_model.keras_model, config, terms)
+        trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
+    callbacks = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks)
+    guard, checkpoint = callbacks[0], callbacks[1]
+    try:
+        history = trainer.fit(
+            train_data,
+            initial_epoch=mrcnn_model.epoch,
+            epochs=epochs,
+            steps_per_epoch=config.STEPS_PER_EPOCH,
+            validation_data=val_data,
+            validation_steps=val_steps or None,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=verbose,
+        )
+    finally:
+        if checkpoint.last_epoch is not None:
+            mrcnn_model.epoch = max(mrcnn_model.epoch, checkpoint.last_epoch)
+    if guard.bad_batch is not None:
+        epoch, step, logs = guard.bad_batch
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+        raise FloatingPointError(
+            f"training stopped: non-finite loss at epoch {epoch}, step {step} ({shown}); "
+            f"the last good checkpoint is epoch {mrcnn_model.epoch} in {mrcnn_model.log_dir}")
+    return history

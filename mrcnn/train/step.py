@@ -1,0 +1,152 @@
+"""The training step: ``TrainingModel.train_step`` computes the loss table and updates the weights.
+
+Keras 3 does not allow ``add_loss`` on symbolic tensors, so the training graph
+(``mrcnn.modeling.training``) only returns tensors and ``TrainingModel.train_step``
+computes the losses of the loss table (``mrcnn.train.losses``) plus L2 weight decay from them.
+
+Distribution. Under a ``tf.distribute`` strategy each replica gets
+``BATCH_SIZE / replicas`` images; its loss is divided by the replica count and
+the gradients are summed over the replicas, so the update is the one of the
+mean loss. matterport clipped the *global* gradient norm (Keras 2 ``clipnorm``);
+Keras 3's optimizer would clip each replica's partial gradient before summing
+them, so ``train_step`` sums first, clips the full gradient itself, and hands
+the optimizer a share that its own sum turns back into the clipped gradient.
+
+Mixed precision. Under the ``mixed_float16`` policy Keras wraps the optimizer in
+a ``LossScaleOptimizer``: the loss is multiplied by its dynamic scale, the clip
+threshold too (the gradients are still scaled when clipped), and the optimizer
+unscales them, skipping the step and halving the scale when they are not finite.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from mrcnn.modeling.roi_heads import build_roi_heads
+from mrcnn.ops.losses import weight_decay_loss
+from mrcnn.train.losses import loss_table
+
+
+class TrainingModel(keras.Model):
+    """Wraps the functional training graph with a loss-computing ``train_step``/``test_step``.
+
+    The losses are those of the loss table (``mrcnn.train.losses``: matterport's five under its
+    names, ``rpn_class_loss`` ... ``mrcnn_mask_loss``, plus one per extra ROI head), each tracked
+    with ``keras.metrics.Mean``, plus ``loss`` (their weighted sum with weight decay): the progress
+    bar and the logs show their running means.
+    """
+
+    def __init__(self, graph: keras.Model, config, loss_terms=None, **kwargs):
+        """``loss_terms``: the loss table (``mrcnn.train.losses.loss_table``); default: that of the
+        config's ROI heads."""
+        # The graph's dtype policy (fixed when it was built), so that compile() wraps the
+        # optimizer in a LossScaleOptimizer for a mixed_float16 graph, whatever the global policy is now.
+        kwargs.setdefault("dtype", graph.dtype_policy)
+        super().__init__(**kwargs)
+        self.graph = graph
+        if loss_terms is None:
+            loss_terms = loss_table(config, build_roi_heads(config))
+        self.loss_terms = list(loss_terms)
+        self.weight_decay = float(config.WEIGHT_DECAY)
+        self.clip_norm = float(config.GRADIENT_CLIP_NORM or 0.0)
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss", *(term.name for term in self.loss_terms))}
+        self.built = True  # the wrapped graph is built; call() only delegates to it
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras hook run by fit() before training under a distribution strategy.
+
+        Keras averages the first distributed batch over the replicas to trace shapes, which
+        fails on the bool ground-truth masks (no AddN for bool). Nothing needs tracing here:
+        the graph is built and there are no compiled losses or metrics, so only the
+        optimizer's variables are created, in the strategy's scope.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)  # set when created in a strategy's scope
+        if strategy is None:
+            return
+        with strategy.scope():
+            self._symbolic_build(data_batch={})
+
+    def call(self, inputs, training=False):
+        return self.graph(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compute_losses(self, inputs, outputs) -> dict:
+        """Every loss of the table (float32 scalars), keyed by name, from the graph's inputs and outputs."""
+        return {term.name: term.fn(inputs, outputs) for term in self.loss_terms}
+
+    def total_loss(self, parts: dict):
+        """Σ weight · loss over the table + L2 weight decay of the trainable weights: float32 scalar."""
+        total = tf.add_n([tf.cast(parts[term.name], tf.float32) * term.weight for term in self.loss_terms])
+        return total + weight_decay_loss(self.graph.trainable_weights, self.weight_decay)
+
+    def _track(self, total, parts) -> dict:
+        """Updates the running means; returns {name: running mean} for the logs."""
+        self.trackers["loss"].update_state(total)
+        for name, value in parts.items():
+            self.trackers[name].update_state(value)
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras averages the logs of several workers with reduce(MEAN, axis=0), which needs
+            # an axis: give each value one (a scalar comes back out).
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            outputs = self.graph(inputs, training=True)
+            parts = self.compute_losses(inputs, outputs)
+            total = self.total_loss(parts)
+            # Each replica's share of the mean loss; the optimizer's loss scale (mixed precision) on top.
+            scaled_loss = self.optimizer.scale_loss(total / replicas)
+        variables = self.graph.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        if pairs:
+            gradients = self._sum_and_clip([g for g, _ in pairs], replicas)
+            self.optimizer.apply_gradients(zip(gradients, [v for _, v in pairs]))
+        return self._track(total, parts)
+
+    def _sum_and_clip(self, gradients: list, replicas: int) -> list:
+        """The gradients of this replica -> what to hand the optimizer (which sums over replicas).
+
+        Args:
+          gradients: per-variable gradients of this replica's loss share, times the loss scale.
+          replicas: replicas in sync (1 without distribution).
+        Returns:
+          gradients whose sum over replicas is the full-batch gradient clipped to a global
+          norm of GRADIENT_CLIP_NORM (before loss scaling); still multiplied by the loss scale.
+        """
+        if replicas > 1:
+            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        if self.clip_norm > 0:
+            loss_scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * loss_scale)
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
+        return gradients
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, tuple) else data
+        outputs = self.graph(inputs, training=False)
+        parts = self.compute_losses(inputs, outputs)
+        return self._track(self.total_loss(parts), parts)
+
+
+def _multi_worker(strategy) -> bool:
+    """True under a MultiWorkerMirroredStrategy with more than one worker."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict() or {}
+    return sum(len(tasks) for role, tasks in cluster.items() if role in ("chief", "worker")) > 1
+
+
+def make_optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
+    """SGD with momentum. The global-norm clipping (GRADIENT_CLIP_NORM) is done by
+    ``TrainingModel.train_step`` on the gradient summed over replicas (see module docstring)."""
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM)
