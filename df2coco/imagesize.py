@@ -90,3 +90,23 @@ def _pillow_size(path: str | Path) -> tuple[int, int]:
         raise
     except (OSError, ValueError, SyntaxError) as exc:  # what PIL raises for bad headers
         raise ImageSizeError(str(exc) or type(exc).__name__) from exc
+
+
+def verify_image(path: str | Path) -> None:
+    """Decode the whole image (all pixels), as training will.
+
+    The header alone says nothing about the rest of the file: a JPEG cut short
+    by a failed copy has a valid header but fails to decode in the training
+    pipeline. Pillow's decoder raises on truncated or corrupt data (its
+    ``LOAD_TRUNCATED_IMAGES`` leniency is off by default and is not turned on here).
+
+    Raises:
+      ImageSizeError: the pixels cannot be decoded.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageSizeError(f"cannot decode: {exc or type(exc).__name__}") from exc
