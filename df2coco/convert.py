@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +28,8 @@ from df2coco.errors import ConvertError, OutputError
 from df2coco.imagesize import IMAGE_EXTENSIONS
 from df2coco.listing import list_numbered
 from df2coco.report import Problem
-from df2coco.worker import ImageResult, ImageTask, convert_chunk, ignore_sigint
+from df2coco.pool import ordered_results
+from df2coco.worker import ImageResult, ImageTask, convert_chunk
 from df2coco.writer import AtomicTextFile, CocoWriter, with_id
 
 CHUNK_SIZE = 64  # images per unit of work sent to a worker
@@ -276,26 +277,10 @@ def _results(tasks: list[ImageTask], options: AnnotationOptions, workers: int,
 
 def _chunk_results(chunks: Iterator[list[ImageTask]], options: AnnotationOptions,
                    workers: int) -> Iterator[list[ImageResult]]:
-    """Chunk results in order. Keeps at most ``IN_FLIGHT_PER_WORKER * workers`` chunks pending.
-
-    Workers ignore SIGINT: a Ctrl-C in a terminal reaches the whole process
-    group, and only this process should handle it (it stops the pool, which
-    ends the workers with SIGTERM, silently).
-    """
+    """Chunk results in order, from this process or from ``workers`` worker processes."""
     if workers == 1:
         for chunk in chunks:
             yield convert_chunk(chunk, options)
         return
-    import multiprocessing
-
-    # forkserver: safe even if the parent has started threads (e.g. TensorFlow in a test run).
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["df2coco.worker", "pycocotools.mask"])
-    with context.Pool(workers, initializer=ignore_sigint) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(convert_chunk, (chunk, options)))
-            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    yield from ordered_results(convert_chunk, chunks, (options,), workers, in_flight=IN_FLIGHT_PER_WORKER,
+                               preload=("df2coco.worker", "pycocotools.mask"))

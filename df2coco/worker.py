@@ -120,9 +120,3 @@ def convert_chunk(tasks: list[ImageTask], options: AnnotationOptions) -> list[Im
     """:func:`convert_image` over a chunk of tasks (the unit of work sent to a worker process)."""
     return [convert_image(task, options) for task in tasks]
 
-
-def ignore_sigint() -> None:
-    """Pool initializer: a worker leaves Ctrl-C (SIGINT) to its parent, which stops the pool."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
