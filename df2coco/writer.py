@@ -48,8 +48,10 @@ class AtomicTextFile:
       OutputError: the temporary file cannot be created or written, or the rename fails.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, part_of: str | Path | None = None):
+        """``part_of``: the output this file is a part of, named in errors instead of ``path``."""
         self.path = Path(path)
+        self._name_in_errors = Path(part_of) if part_of is not None else self.path
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         except OSError as exc:
@@ -98,7 +100,7 @@ class AtomicTextFile:
             self.tmp_path.unlink(missing_ok=True)
 
     def _error(self, exc: OSError) -> OutputError:
-        return OutputError(f"cannot write {self.path}: {describe_os_error(exc)}")
+        return OutputError(f"cannot write {self._name_in_errors}: {describe_os_error(exc)}")
 
     def __enter__(self) -> AtomicTextFile:
         return self
@@ -118,7 +120,7 @@ class CocoWriter:
     def __init__(self, path: str | Path, info: dict, categories: list[dict]):
         self._out = AtomicTextFile(path)
         try:
-            self._anns = AtomicTextFile(Path(path).parent / f"{Path(path).name}.annotations")
+            self._anns = AtomicTextFile(Path(path).parent / f"{Path(path).name}.annotations", part_of=path)
         except BaseException:
             self._out.discard()
             raise

@@ -105,6 +105,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except OSError as exc:  # disk full, read-only, ...: one line for the parent's error message
-        sys.stderr.write(f"cannot write {exc.filename}: {exc.strerror or exc}\n" if exc.filename
-                         else f"{type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"cannot write {exc.filename or 'the split'}: {exc.strerror or exc}\n")
         sys.exit(1)
