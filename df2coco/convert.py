@@ -175,16 +175,18 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
     with _open_outputs(out_path, report_path, info) as (coco, report):
         tasks, problems = list_split(images, annos, limit)
         _log(problems, counts, report)
-        for result in _results(tasks, options, _worker_count(workers, len(tasks)), progress):
-            _log(result.problems, counts, report)
-            noise_clipped += result.noise_clipped
-            if result.image_json is None:
-                continue
-            coco.add_image(result.image_json)
-            n_images += 1
-            for ann_json in result.annotation_jsons:
-                n_anns += 1
-                coco.add_annotation(with_id(ann_json, n_anns))
+        # closing(): if writing fails or a signal arrives, the workers are stopped at once
+        with contextlib.closing(_results(tasks, options, _worker_count(workers, len(tasks)), progress)) as results:
+            for result in results:
+                _log(result.problems, counts, report)
+                noise_clipped += result.noise_clipped
+                if result.image_json is None:
+                    continue
+                coco.add_image(result.image_json)
+                n_images += 1
+                for ann_json in result.annotation_jsons:
+                    n_anns += 1
+                    coco.add_annotation(with_id(ann_json, n_anns))
         written = not (strict and counts)
         if written:
             coco.commit()

@@ -103,7 +103,10 @@ def _serve(connection, function: Callable, args: tuple) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
-        chunk = connection.recv()
+        try:
+            chunk = connection.recv()
+        except EOFError:  # the parent stopped the run (or died): nothing to report to
+            return
         if chunk is None:
             return
         try:
