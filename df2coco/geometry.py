@@ -142,4 +142,4 @@ def union_area(polygons: list[list], width: int, height: int) -> int:
     from pycocotools import mask as mask_utils  # imported here: only workers need it
 
     rles = mask_utils.frPyObjects(polygons, height, width)
-    return int(mask_utils.area(mask_utils.merge(rles)))
+    return int(mask_utils.area(rles[0] if len(rles) == 1 else mask_utils.merge(rles)))

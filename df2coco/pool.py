@@ -59,7 +59,7 @@ def ordered_results(function: Callable, chunks: Iterable, args: tuple, workers: 
         chunks = iter(chunks)
         pending = 0
         for index, chunk in enumerate(itertools.islice(chunks, workers * in_flight)):
-            connections[index % workers].send(chunk)
+            _send(connections[index % workers], chunk)
             pending += 1
         index = 0
         while pending:
@@ -67,12 +67,12 @@ def ordered_results(function: Callable, chunks: Iterable, args: tuple, workers: 
             pending -= 1
             following = next(chunks, None)
             if following is not None:
-                connections[index % workers].send(following)  # same worker: (index + W * in_flight) % W
+                _send(connections[index % workers], following)  # same worker: (index + W * in_flight) % W
                 pending += 1
             index += 1
             yield result
         for connection in connections:
-            connection.send(None)  # no more work
+            _send(connection, None)  # no more work
         for process in processes:
             process.join()
     finally:
@@ -85,10 +85,18 @@ def ordered_results(function: Callable, chunks: Iterable, args: tuple, workers: 
             connection.close()
 
 
+def _send(connection, message) -> None:
+    """Send to a worker; if it has already stopped (after an error), its answer says why when read."""
+    try:
+        connection.send(message)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 def _receive(connection, process):
     try:
         status, value = connection.recv()
-    except EOFError:
+    except (EOFError, ConnectionResetError):
         process.join(timeout=1)
         raise WorkerError(f"a worker process died (exit code {process.exitcode})") from None
     if status == "error":
