@@ -26,7 +26,7 @@ from df2coco.annotation import AREA_MODES, AnnotationOptions
 from df2coco.categories import CATEGORIES, LANDMARK_NAMES
 from df2coco.errors import ConvertError, OutputError
 from df2coco.imagesize import IMAGE_EXTENSIONS
-from df2coco.listing import list_numbered
+from df2coco.listing import Listing, list_numbered
 from df2coco.report import Problem
 from df2coco.pool import ordered_results
 from df2coco.worker import ImageResult, ImageTask, convert_chunk
@@ -103,12 +103,36 @@ def resolve_split(split_dir: str | Path | None, images_dir: str | Path | None = 
     return images, default if default is not None and default.is_dir() else None
 
 
+@dataclass
+class SplitFiles:
+    """The file numbers of a split and where each one's files are.
+
+    Attributes:
+      numbers: the file numbers to convert, sorted.
+      images, annos: the listings of the image and annotation folders (annos None: no ``annos/``).
+    """
+
+    numbers: list[int]
+    images: Listing
+    annos: Listing | None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def chunks(self, size: int) -> Iterator[list[ImageTask]]:
+        """The tasks in number order, ``size`` at a time (made as needed, not all at once)."""
+        has_annos = self.annos is not None
+        for start in range(0, len(self.numbers), size):
+            yield [ImageTask(n, self.images.path(n), self.annos.path(n) if has_annos else None, has_annos)
+                   for n in self.numbers[start:start + size]]
+
+
 def list_split(images_dir: Path, annos_dir: Path | None,
-               limit: int | None = None) -> tuple[list[ImageTask], list[Problem]]:
-    """One task per file number found in either folder, sorted by number.
+               limit: int | None = None) -> tuple[SplitFiles, list[Problem]]:
+    """Every file number found in either folder, sorted.
 
     Returns:
-      ``(tasks, problems)``; problems lists files whose name is not a number
+      ``(files, problems)``; problems lists files whose name is not a number
       (ignored) and, for the numbers kept, files that share a number with
       another (``duplicate_number``; see :mod:`df2coco.listing` for which file
       is used). With ``limit``, only the first ``limit`` numbers are kept.
@@ -118,18 +142,16 @@ def list_split(images_dir: Path, annos_dir: Path | None,
     images = list_numbered(images_dir, IMAGE_EXTENSIONS)
     annos = list_numbered(annos_dir, (".json",)) if annos_dir is not None else None
     listings = [images] if annos is None else [images, annos]
-    numbers = sorted(set(images.paths).union(*(listing.paths for listing in listings[1:])))
+    numbers = sorted(set(images.names).union(*(listing.names for listing in listings[1:])))
     if limit is not None:
-        numbers = numbers[:limit]
+        del numbers[limit:]
     problems = [p for listing in listings for p in listing.problems]
     last_kept = numbers[-1] if numbers else -1
     for listing in listings:
         for number in sorted(listing.duplicates):
             if number <= last_kept:
                 problems.extend(listing.duplicates[number])
-    annos_paths = annos.paths if annos is not None else {}
-    tasks = [ImageTask(n, images.paths.get(n), annos_paths.get(n), annos is not None) for n in numbers]
-    return tasks, problems
+    return SplitFiles(numbers, images, annos), problems
 
 
 def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
@@ -173,10 +195,10 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
     counts = Counter()
     n_images = n_anns = noise_clipped = 0
     with _open_outputs(out_path, report_path, info) as (coco, report):
-        tasks, problems = list_split(images, annos, limit)
+        files, problems = list_split(images, annos, limit)
         _log(problems, counts, report)
         # closing(): if writing fails or a signal arrives, the workers are stopped at once
-        with contextlib.closing(_results(tasks, options, _worker_count(workers, len(tasks)), progress)) as results:
+        with contextlib.closing(_results(files, options, _worker_count(workers, len(files)), progress)) as results:
             for result in results:
                 _log(result.problems, counts, report)
                 noise_clipped += result.noise_clipped
@@ -261,17 +283,17 @@ def _worker_count(workers: int | None, num_tasks: int) -> int:
     return max(1, min(wanted, num_tasks // MIN_IMAGES_PER_WORKER))
 
 
-def _results(tasks: list[ImageTask], options: AnnotationOptions, workers: int,
+def _results(files: SplitFiles, options: AnnotationOptions, workers: int,
              progress: bool) -> Iterator[ImageResult]:
-    """Per-image results in task order, computed in-process or by a pool of workers."""
-    chunks = (tasks[i:i + CHUNK_SIZE] for i in range(0, len(tasks), CHUNK_SIZE))
+    """Per-image results in number order, computed in-process or by worker processes."""
+    chunks = files.chunks(CHUNK_SIZE)
     if not progress:
         for chunk_results in _chunk_results(chunks, options, workers):
             yield from chunk_results
         return
     from tqdm import tqdm
 
-    with tqdm(total=len(tasks), unit="img", file=sys.stderr, desc="convert") as bar:
+    with tqdm(total=len(files), unit="img", file=sys.stderr, desc="convert") as bar:
         for chunk_results in _chunk_results(chunks, options, workers):
             yield from chunk_results
             bar.update(len(chunk_results))

@@ -30,14 +30,22 @@ class Listing:
     """The numbered files of one folder.
 
     Attributes:
-      paths: ``{number: path}`` of the file used for each number.
+      folder: the folder listed.
+      names: ``{number: file name}`` of the file used for each number (names, not paths: a
+        split of 191,961 images then needs about 100 bytes per file for its listing).
       problems: names that are not numbers (ignored).
       duplicates: ``{number: problems}``, one ``duplicate_number`` problem per ignored file.
     """
 
-    paths: dict[int, str]
+    folder: Path
+    names: dict[int, str]
     problems: list[Problem]
     duplicates: dict[int, list[Problem]]
+
+    def path(self, number: int) -> str | None:
+        """Path of the file used for ``number``, or None if there is none."""
+        name = self.names.get(number)
+        return None if name is None else os.path.join(self.folder, name)
 
 
 def list_numbered(folder: Path, extensions: tuple[str, ...]) -> Listing:
@@ -49,31 +57,38 @@ def list_numbered(folder: Path, extensions: tuple[str, ...]) -> Listing:
     Raises:
       ConvertError: the folder cannot be listed (permission denied, ...).
     """
-    candidates: dict[int, list[tuple[tuple, str]]] = {}
+    names: dict[int, str] = {}
+    clashes: dict[int, list[str]] = {}
     problems: list[Problem] = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                stem, ext = os.path.splitext(entry.name)
-                ext = ext.lower()
-                if ext not in extensions or not entry.is_file():
+                name = entry.name
+                stem, ext = os.path.splitext(name)
+                if ext.lower() not in extensions or not entry.is_file():
                     continue
                 if not _NUMBERED.match(stem):
                     detail = "file name is not a number like 000001"
                     problems.append(Problem(entry.path, None, P.BAD_FIELD, R.IGNORED, detail))
                     continue
                 number = int(stem)
-                preference = (stem != f"{number:06d}", extensions.index(ext), entry.name)
-                candidates.setdefault(number, []).append((preference, entry.path))
+                if number in names:
+                    clashes.setdefault(number, [names[number]]).append(name)
+                else:
+                    names[number] = name
     except OSError as exc:
         raise ConvertError(f"cannot list {folder}: {exc.strerror or exc}") from exc
-    paths, duplicates = {}, {}
-    for number, files in candidates.items():
-        if len(files) > 1:
-            files.sort()
-            used = os.path.basename(files[0][1])
-            duplicates[number] = [Problem(path, None, P.DUPLICATE_NUMBER, R.IGNORED,
-                                          f"same number as {used}, which is used") for _, path in files[1:]]
-        paths[number] = files[0][1]
+    duplicates = {}
+    for number, clashing in clashes.items():
+        clashing.sort(key=lambda name: _preference(name, number, extensions))
+        names[number] = clashing[0]
+        duplicates[number] = [Problem(os.path.join(folder, name), None, P.DUPLICATE_NUMBER, R.IGNORED,
+                                      f"same number as {clashing[0]}, which is used") for name in clashing[1:]]
     problems.sort(key=lambda p: p.file)
-    return Listing(paths, problems, duplicates)
+    return Listing(Path(folder), names, problems, duplicates)
+
+
+def _preference(name: str, number: int, extensions: tuple[str, ...]) -> tuple:
+    """Sort key of files sharing ``number``: six-digit name, then extension order, then name."""
+    stem, ext = os.path.splitext(name)
+    return stem != f"{number:06d}", extensions.index(ext.lower()), name

@@ -87,7 +87,7 @@ def test_which_duplicate_is_used_does_not_depend_on_directory_order(tmp_path, na
         for name in order:
             (folder / name).write_bytes(b"x")
         listing = list_numbered(folder, (".jpg", ".jpeg", ".png"))
-        assert Path(listing.paths[1]).name == used
+        assert listing.names[1] == used and listing.path(1) == str(folder / used)
         assert sorted(Path(p.file).name for p in listing.duplicates[1]) == sorted(set(names) - {used})
 
 
