@@ -15,6 +15,7 @@ lie inside the split, and their folders must accept a new file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections import Counter
@@ -217,6 +218,10 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
     return ConvertResult(out_path, written, n_images, n_anns, counts, report_path, annos is not None, noise_clipped)
 
 
+# OS errors that mean the user gave a path we may not write to (bad usage, exit 2), not a failed job.
+_BAD_PATH_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENOENT))
+
+
 @contextlib.contextmanager
 def _open_outputs(out_path: Path, report_path: Path | None, info: dict):
     """The output writer and the report file (or None), opened before any work.
@@ -224,17 +229,23 @@ def _open_outputs(out_path: Path, report_path: Path | None, info: dict):
     Creating their temporary files is the writability check: a folder that is
     read-only or not ours fails here, as bad usage, before the split is read.
     """
-    try:
+    with _bad_path_is_usage_error():
         coco = CocoWriter(out_path, info, coco_categories())
-    except OutputError as exc:
-        raise ConvertError(str(exc)) from exc
     with coco:
-        try:
+        with _bad_path_is_usage_error():
             report = AtomicTextFile(report_path) if report_path is not None else None
-        except OutputError as exc:
-            raise ConvertError(str(exc)) from exc
         with report if report is not None else contextlib.nullcontext():
             yield coco, report
+
+
+@contextlib.contextmanager
+def _bad_path_is_usage_error():
+    try:
+        yield
+    except OutputError as exc:
+        if getattr(exc.__cause__, "errno", None) in _BAD_PATH_ERRNOS:
+            raise ConvertError(str(exc)) from exc
+        raise
 
 
 def _check_outside_split(out_path: Path, report_path: Path | None, split_folders: list[Path]) -> None:

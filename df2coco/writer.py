@@ -125,7 +125,11 @@ class CocoWriter:
             self._out.discard()
             raise
         header = {"info": info, "licenses": [], "categories": categories}
-        self._out.write(json.dumps(header, ensure_ascii=False)[:-1] + ',"images":[\n')
+        try:
+            self._out.write(json.dumps(header, ensure_ascii=False)[:-1] + ',"images":[\n')
+        except BaseException:
+            self.discard()
+            raise
         self._n_images = 0
         self._n_annotations = 0
 

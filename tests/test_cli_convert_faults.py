@@ -115,8 +115,8 @@ def fill_disk(monkeypatch, budget: int, fail_close: bool, only: str | None = Non
     monkeypatch.setattr(df2coco.writer.os, "fdopen", fdopen)
 
 
-@pytest.mark.parametrize("budget, fail_close", [(30_000, False), (10**9, True), (30_000, True)],
-                         ids=["write fails", "close fails", "both fail"])
+@pytest.mark.parametrize("budget, fail_close", [(30_000, False), (10**9, True), (30_000, True), (0, False)],
+                         ids=["write fails", "close fails", "both fail", "header write fails"])
 def test_convert_on_a_full_disk(setup, monkeypatch, budget, fail_close):
     split, out_dir, before = setup
     fill_disk(monkeypatch, budget, fail_close)
