@@ -240,6 +240,7 @@ def _open_outputs(out_path: Path, report_path: Path | None, info: dict):
 
 @contextlib.contextmanager
 def _bad_path_is_usage_error():
+    """An output path we may not write to (read-only, permission denied, ...) is a ConvertError."""
     try:
         yield
     except OutputError as exc:

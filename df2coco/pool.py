@@ -16,11 +16,12 @@ and answers them in the same order, so the parent reads chunk ``i``'s result
 from worker ``i % W``. The parent sends a worker its next chunk only after
 reading one of its results, so neither side can block the other on a full pipe.
 Workers are forked from a forkserver (safe even if the parent has threads) and
-ignore SIGINT: a Ctrl-C in a terminal reaches the whole process group, and the
-parent alone decides to stop them.
+never see SIGINT (it is blocked in them): a Ctrl-C in a terminal reaches the
+whole process group, and the parent alone decides to stop them.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Callable, Iterable, Iterator
 
@@ -49,13 +50,14 @@ def ordered_results(function: Callable, chunks: Iterable, args: tuple, workers: 
     context.set_forkserver_preload(list(preload))
     connections, processes = [], []
     try:
-        for _ in range(workers):
-            parent_end, child_end = context.Pipe(duplex=True)
-            process = context.Process(target=_serve, args=(child_end, function, args), daemon=True)
-            process.start()
-            child_end.close()
-            connections.append(parent_end)
-            processes.append(process)
+        with _sigint_blocked():  # the forkserver and its children inherit the blocked SIGINT
+            for _ in range(workers):
+                parent_end, child_end = context.Pipe(duplex=True)
+                process = context.Process(target=_serve, args=(child_end, function, args), daemon=True)
+                process.start()
+                child_end.close()
+                connections.append(parent_end)
+                processes.append(process)
         chunks = iter(chunks)
         pending = 0
         for index, chunk in enumerate(itertools.islice(chunks, workers * in_flight)):
@@ -83,6 +85,25 @@ def ordered_results(function: Callable, chunks: Iterable, args: tuple, workers: 
             process.join()
         for connection in connections:
             connection.close()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Block SIGINT while worker processes start, so that they never see one.
+
+    A process inherits its parent's signal mask, and the forkserver, started
+    with the first worker, passes its own on to every worker it forks: with
+    SIGINT blocked there, a Ctrl-C can never reach a worker, not even in the
+    instant before it could ignore it. This process gets a SIGINT that arrived
+    meanwhile as soon as the block is lifted.
+    """
+    import signal
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _send(connection, message) -> None:

@@ -273,6 +273,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "fseg" / "bench")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fseg_bench_convert"))
     parser.add_argument("--no-compare", action="store_true", help="skip the content comparison")
+    parser.add_argument("--fseg-args", default="", help="extra fseg convert options, e.g. '--area bbox'")
     parser.add_argument("--generate-only", action="store_true", help="only generate (and cache) the split")
     parser.add_argument("--startup", type=int, metavar="RUNS",
                         help="measure only the start-up cost: RUNS conversions of a 10-image split")
@@ -290,10 +291,11 @@ def main() -> None:
         return
     ours_out, official_out = args.work / "fseg.json", args.work / "official.json"
 
-    results = {"images": args.images, "workers": args.workers, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    results = {"images": args.images, "workers": args.workers, "fseg_args": args.fseg_args,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "load_before": os.getloadavg()}
     ours_cmd = [sys.executable, "-m", "fseg", "convert", str(split), "--out", str(ours_out), "--force",
-                "--workers", str(args.workers), "--no-progress"]
+                "--workers", str(args.workers), "--no-progress", *args.fseg_args.split()]
     results["fseg"] = median_run(ours_cmd, REPO, args.repeat)
     if args.official is not None:
         script = patch_official(args.official, split, official_out, args.images, args.work / "official_patched.py")
