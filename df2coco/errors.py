@@ -13,5 +13,11 @@ class ConvertError(Exception):
     already exists without ``force``, an option value is invalid, ..."""
 
 
+class OutputError(Exception):
+    """An output file could not be written during the run (disk full, the folder
+    became read-only, ...). The run failed (exit code 1); every temporary file
+    was removed and an existing output was left untouched."""
+
+
 class StatsError(Exception):
     """The file given to ``stats`` is missing or is not a COCO instances JSON."""

@@ -25,18 +25,21 @@ def clip_polygon(poly: list, width: float, height: float) -> list:
       width, height: image size in pixels.
     Returns:
       The clipped polygon as a flat list, closed explicitly if the input was
-      closed; new vertices are rounded to 2 decimals (ints where integral).
-      An empty list if fewer than 3 distinct vertices remain.
+      closed. Vertices inside the image are copied unchanged (a float ``52.0``
+      stays ``52.0``); new vertices on the border are rounded to 2 decimals and
+      written in the polygon's type: floats for a polygon with any float, ints
+      where integral for an all-int polygon. An empty list if fewer than 3
+      distinct vertices remain.
     """
     points = list(zip(poly[0::2], poly[1::2]))
     closed = len(points) > 1 and points[0] == points[-1]
     if closed:
         points = points[:-1]
-    for inside, intersect in _rectangle_edges(width, height):
+    tidy = _tidy_float if any(type(c) is float for c in poly) else _tidy_int
+    for inside, intersect in _rectangle_edges(width, height, tidy):
         points = _clip_against_edge(points, inside, intersect)
         if not points:
             return []
-    points = [(_tidy(x), _tidy(y)) for x, y in points]
     points = [p for i, p in enumerate(points) if p != points[i - 1]] or points[:1]  # drop repeats
     if len(set(points)) < 3:
         return []
@@ -45,13 +48,16 @@ def clip_polygon(poly: list, width: float, height: float) -> list:
     return [c for point in points for c in point]
 
 
-def _rectangle_edges(width: float, height: float):
-    """(inside test, intersection) for the four edges of the image rectangle."""
+def _rectangle_edges(width: float, height: float, tidy):
+    """(inside test, intersection) for the four edges of the image rectangle.
+
+    ``tidy`` rounds the coordinates of each new (intersection) vertex.
+    """
     def at_x(x_edge):
-        return lambda p, q: (x_edge, p[1] + (q[1] - p[1]) * (x_edge - p[0]) / (q[0] - p[0]))
+        return lambda p, q: (tidy(x_edge), tidy(p[1] + (q[1] - p[1]) * (x_edge - p[0]) / (q[0] - p[0])))
 
     def at_y(y_edge):
-        return lambda p, q: (p[0] + (q[0] - p[0]) * (y_edge - p[1]) / (q[1] - p[1]), y_edge)
+        return lambda p, q: (tidy(p[0] + (q[0] - p[0]) * (y_edge - p[1]) / (q[1] - p[1])), tidy(y_edge))
 
     return (
         (lambda p: p[0] >= 0, at_x(0)),
@@ -75,17 +81,35 @@ def _clip_against_edge(points: list, inside, intersect) -> list:
     return out
 
 
-def _tidy(value: float) -> int | float:
-    """Round to 2 decimals; return an int when the value is integral."""
+def _tidy_int(value: float) -> int | float:
+    """A new vertex coordinate of an all-int polygon: 2 decimals, an int when integral."""
     value = round(value, 2)
     return int(value) if value == int(value) else value
 
 
+def _tidy_float(value: float) -> float:
+    """A new vertex coordinate of a float polygon: a float with 2 decimals."""
+    return round(float(value), 2)
+
+
+def clamp(value, low, high):
+    """``value`` limited to ``[low, high]``, keeping its type (a float stays a float)."""
+    if value < low:
+        return type(value)(low)
+    if value > high:
+        return type(value)(high)
+    return value
+
+
 def clip_box(box: list, width: float, height: float) -> list:
-    """Clip ``[x1, y1, x2, y2]`` (pixel corners) to ``[0, width] x [0, height]``."""
+    """Clip ``[x1, y1, x2, y2]`` (pixel corners) to ``[0, width] x [0, height]``; types kept."""
     x1, y1, x2, y2 = box
-    return [min(max(x1, 0), width), min(max(y1, 0), height),
-            min(max(x2, 0), width), min(max(y2, 0), height)]
+    return [clamp(x1, 0, width), clamp(y1, 0, height), clamp(x2, 0, width), clamp(y2, 0, height)]
+
+
+def overshoot(values: list, limit: float) -> float:
+    """How far (pixels) the values reach outside ``[0, limit]``; 0 if none does."""
+    return max(0, -min(values), max(values) - limit)
 
 
 def box_outside(box: list, width: float, height: float) -> bool:
@@ -118,4 +142,4 @@ def union_area(polygons: list[list], width: int, height: int) -> int:
     from pycocotools import mask as mask_utils  # imported here: only workers need it
 
     rles = mask_utils.frPyObjects(polygons, height, width)
-    return int(mask_utils.area(mask_utils.merge(rles)))
+    return int(mask_utils.area(rles[0] if len(rles) == 1 else mask_utils.merge(rles)))

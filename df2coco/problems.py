@@ -16,7 +16,8 @@ NO_POLYGON = "no_polygon"  # segmentation empty, or no polygon survived validati
 SHORT_POLYGON = "short_polygon"  # a polygon with fewer than 3 points (dropped)
 ODD_POLYGON = "odd_polygon"  # a polygon with an odd number of coordinates (dropped)
 FEW_LANDMARKS = "few_landmarks"  # fewer landmark triples than the category defines
-OUT_OF_IMAGE = "out_of_image"  # bbox / polygon / landmark coordinates outside the image (clipped)
+OUT_OF_IMAGE = "out_of_image"  # bbox / polygon / landmark coordinates > 1 px outside the image (clipped)
+DUPLICATE_NUMBER = "duplicate_number"  # two files with one number (000001.jpg + 000001.png, 1.json + 000001.json)
 
 PROBLEMS = (
     UNREADABLE_FILE,
@@ -29,6 +30,7 @@ PROBLEMS = (
     ODD_POLYGON,
     FEW_LANDMARKS,
     OUT_OF_IMAGE,
+    DUPLICATE_NUMBER,
 )
 
 # Harmless quirks of real files that the converter handles silently (not problems).

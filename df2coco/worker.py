@@ -16,7 +16,7 @@ from df2coco import problems as P
 from df2coco import report as R
 from df2coco.annotation import AnnotationOptions, build_annotation
 from df2coco.categories import CATEGORY_BY_ID
-from df2coco.imagesize import ImageSizeError, read_image_size
+from df2coco.imagesize import ImageSizeError, read_image_size, verify_image
 from df2coco.reader import read_annotation
 from df2coco.report import Problem
 
@@ -46,11 +46,14 @@ class ImageResult:
       image_json: the COCO ``images`` record as compact JSON, or None if the image is skipped.
       annotation_jsons: compact JSON of each annotation, in item-number order, without ``id``.
       problems: every problem found in this image's files.
+      noise_clipped: items clipped for coordinates at most 1 px outside the image
+        (annotation noise: repaired, counted, but not problems).
     """
 
     image_json: str | None
     annotation_jsons: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    noise_clipped: int = 0
 
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
@@ -87,6 +90,8 @@ def convert_image(task: ImageTask, options: AnnotationOptions) -> ImageResult:
         return ImageResult(None, problems=[Problem(task.anno_path, None, P.MISSING_IMAGE, R.SKIPPED_IMAGE, detail)])
     try:
         width, height = read_image_size(task.image_path)
+        if options.verify_images:
+            verify_image(task.image_path)
     except ImageSizeError as exc:
         problem = Problem(task.image_path, None, P.UNREADABLE_IMAGE, R.SKIPPED_IMAGE, str(exc)[:200])
         return ImageResult(None, problems=[problem])
@@ -96,20 +101,22 @@ def convert_image(task: ImageTask, options: AnnotationOptions) -> ImageResult:
     if task.anno_path is None:
         detail = "image has no annotation file with the same number"
         return ImageResult(None, problems=[Problem(task.image_path, None, P.UNREADABLE_FILE, R.SKIPPED_IMAGE, detail)])
-    parsed, problems = read_annotation(task.anno_path)
+    parsed, problems = read_annotation(task.anno_path, landmarks=options.keypoints)
     if parsed is None:
         return ImageResult(None, problems=problems)
     image["source"], image["pair_id"] = parsed.source, parsed.pair_id
-    annotations = []
+    annotations, noise_clipped = [], 0
     for item in parsed.items:
-        ann, item_problems = build_annotation(item, task.image_id, parsed.pair_id, width, height,
-                                              options, task.anno_path)
+        ann, item_problems, clipped_noise = build_annotation(item, task.image_id, parsed.pair_id, width, height,
+                                                             options, task.anno_path)
         problems.extend(item_problems)
+        noise_clipped += clipped_noise
         if ann is not None:
             annotations.append(encode_annotation(ann))
-    return ImageResult(_DUMPS(image), annotations, problems)
+    return ImageResult(_DUMPS(image), annotations, problems, noise_clipped)
 
 
 def convert_chunk(tasks: list[ImageTask], options: AnnotationOptions) -> list[ImageResult]:
     """:func:`convert_image` over a chunk of tasks (the unit of work sent to a worker process)."""
     return [convert_image(task, options) for task in tasks]
+

@@ -74,3 +74,62 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def os_error_message(exc: OSError, action: str = "cannot write") -> str:
+    """One line for an OS error: ``"cannot write /data/out.json: No space left on device"``.
+
+    Args:
+      exc: the error (ENOSPC, EROFS, EACCES, EISDIR, ENOTDIR, EIO, ...).
+      action: what failed, put before the file name.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{action} {exc.filename}: {reason}" if exc.filename else f"{action}: {reason}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A ``KeyboardInterrupt``, so that every cleanup path for Ctrl-C
+    (context managers, ``finally``, worker pools) runs for SIGTERM too.
+
+    Attributes:
+      signum: the signal's number (``signal.SIGTERM`` = 15, ``signal.SIGINT`` = 2).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def exit_on_signals(what_is_kept: str):
+    """Handle SIGTERM like SIGINT for a long command, and exit with one line and 128 + the signal.
+
+    Inside the block both signals raise :class:`Interrupted` in the main thread,
+    so temporary files are removed by the code's own cleanup. A second signal
+    during that cleanup is ignored, so the cleanup finishes. On the way out the
+    command prints ``Error: interrupted by SIGTERM; <what_is_kept>`` and exits
+    with 143 (SIGTERM) or 130 (SIGINT), the shell's convention.
+
+    Args:
+      what_is_kept: what the user still has, e.g. ``"no output written; existing files unchanged"``.
+    """
+    import signal
+
+    def interrupt(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals cannot be handled here
+        previous = {}
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise CommandError(f"interrupted by {signal.Signals(signum).name}; {what_is_kept}",
+                           exit_code=128 + signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, CommandError, echo_err, is_tty, user_errors
+from fseg.cli_util import (EXIT_FAILED, CommandError, echo_err, exit_on_signals, is_tty, os_error_message,
+                           user_errors)
 
 _CONVERT_EXAMPLES = """
 \b
@@ -24,7 +25,8 @@ Examples:
 @click.option("--annos", "annos_dir", type=click.Path(file_okay=False),
               help="Annotation folder (default: SPLIT_DIR/annos; if absent, only images are written).")
 @click.option("--workers", type=int, default=0, show_default="0 = all cores",
-              help="Worker processes; 1 runs everything in this process.")
+              help="Most worker processes; 1 runs everything in this process. Small splits (under "
+                   "2,000 images per worker) use fewer, since starting a process costs more than it saves.")
 @click.option("--area", "area_mode", type=click.Choice(["mask", "bbox"]), default="mask", show_default=True,
               help="'mask': area = pixels in the union of the item's polygons (COCO convention); "
                    "'bbox': box width x height (what the official converter writes).")
@@ -36,9 +38,13 @@ Examples:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write every problem as JSON Lines: {file, item, problem, action, detail}.")
 @click.option("--force", is_flag=True, help="Replace the output (and report) if they exist.")
+@click.option("--verify-images", is_flag=True,
+              help="Decode every image fully, so that truncated or corrupt files are reported as "
+                   "unreadable_image (and left out) instead of failing training later. Slower: by default "
+                   "only the header (width, height) is read.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: if stderr is a terminal).")
 def convert(split_dir, out_path, images_dir, annos_dir, workers, area_mode, keypoints, limit, strict,
-            report_path, force, progress):
+            report_path, force, verify_images, progress):
     """Convert a DeepFashion2 split to one COCO instances JSON file.
 
     SPLIT_DIR holds image/000001.jpg ... and annos/000001.json ... (one file per
@@ -52,17 +58,22 @@ def convert(split_dir, out_path, images_dir, annos_dir, workers, area_mode, keyp
     1 problems found under --strict (nothing written), 2 bad usage.
     """
     from df2coco.convert import convert_split
-    from df2coco.errors import ConvertError
+    from df2coco.errors import ConvertError, OutputError
     from df2coco.report import format_summary
 
-    with user_errors(ConvertError):
+    with exit_on_signals("no output written; existing files unchanged"), user_errors(ConvertError), \
+            user_errors(OutputError, exit_code=EXIT_FAILED):
         result = convert_split(split_dir, out_path, images_dir=images_dir, annos_dir=annos_dir,
                                workers=workers, area_mode=area_mode, keypoints=keypoints, limit=limit,
                                strict=strict, report_path=report_path, force=force,
-                               progress=is_tty() if progress is None else progress)
+                               progress=is_tty() if progress is None else progress,
+                               verify_images=verify_images)
     if not result.has_annotations:
         echo_err("No annotation folder: wrote images and categories only (test split).")
     echo_err(format_summary(result.problem_counts))
+    if result.noise_clipped:
+        echo_err(f"Not counted as problems: {result.noise_clipped} item(s) with coordinates at most 1 px "
+                 "outside the image (annotation noise), clipped.")
     if result.report_path is not None:
         echo_err(f"Problem report: {result.report_path}")
     if not result.written:
@@ -89,6 +100,37 @@ def stats(coco_file, as_json):
     from df2coco.errors import StatsError
     from df2coco.stats import compute_stats, format_stats
 
-    with user_errors(StatsError):
+    with exit_on_signals("nothing written"), user_errors(StatsError):
         result = compute_stats(coco_file)
-    click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
+    _print_to_stdout(json.dumps(result, indent=2) if as_json else format_stats(result))
+
+
+def _print_to_stdout(text: str) -> None:
+    """Print the report; a full disk behind a redirection is a one-line error (exit 1).
+
+    A reader that stops early (``fseg stats f | head``) ends the output quietly, with exit code 1.
+    """
+    import sys
+
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    except OSError as exc:
+        _silence_stdout()
+        raise CommandError(os_error_message(exc, "cannot write the statistics to standard output"),
+                           exit_code=EXIT_FAILED) from None
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the flush at exit does not fail a second time."""
+    import io
+    import os
+    import sys
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (a test runner's stream)
+        pass

@@ -1,11 +1,13 @@
 """``fseg synth``: write a synthetic DeepFashion2 split (images + per-image annotation files)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, user_errors
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, exit_on_signals, is_tty, os_error_message,
+                           user_errors)
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
@@ -18,18 +20,46 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Move the finished tmp_dir to out_dir, replacing an existing out_dir only at the very end."""
+    """Move the finished tmp_dir to out_dir, replacing an existing out_dir only at the very end.
+
+    If the second rename fails, the old out_dir is moved back, so it is never lost.
+    """
     import shutil
     import tempfile
 
     if not out_dir.exists():
         tmp_dir.rename(out_dir)
         return
-    old = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.old-", dir=out_dir.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
     old.rmdir()
     out_dir.rename(old)
-    tmp_dir.rename(out_dir)
+    try:
+        tmp_dir.rename(out_dir)
+    except BaseException:
+        old.rename(out_dir)
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_tmp_dir(out_dir: Path) -> Path:
+    """The hidden folder the split is written into, next to OUT_DIR; checks that the parent is writable."""
+    import tempfile
+
+    try:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:
+        raise CommandError(f"cannot write to {out_dir.parent}: {exc.strerror or exc}", exit_code=EXIT_USAGE) from None
+    tmp_dir.chmod(0o755)  # mkdtemp makes it private; the split is ordinary data
+    return tmp_dir
+
+
+@contextlib.contextmanager
+def _os_errors_fail_the_job():
+    """A disk error while writing the split (full, read-only, ...): one line, exit code 1."""
+    try:
+        yield
+    except OSError as exc:
+        raise CommandError(os_error_message(exc), exit_code=EXIT_FAILED) from None
 
 
 def _print_summary(summary, out_dir: Path, seconds: float) -> None:
@@ -84,7 +114,6 @@ def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side
       fseg convert /tmp/synth_train --out /tmp/synth_train.json
     """
     import shutil
-    import tempfile
     import time
 
     from df2coco.synthetic import generate_split
@@ -93,15 +122,16 @@ def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side
         raise CommandError(f"--min-side {min_side} is larger than --max-side {max_side}", exit_code=EXIT_USAGE)
     out_dir = out_dir.resolve()
     _check_out_dir(out_dir, force)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp_dir.chmod(0o755)  # mkdtemp makes it private; the split is ordinary data
     start = time.perf_counter()
-    try:
-        with user_errors(RuntimeError, OSError, exit_code=EXIT_FAILED):
-            summary = generate_split(tmp_dir, num_images, seed, quirk_rate=quirk_rate, min_side=min_side,
-                                     max_side=max_side, workers=workers, progress=True, with_annos=not no_annos)
-            _replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+    with exit_on_signals(f"{out_dir} not written; an existing {out_dir.name} is unchanged"):
+        tmp_dir = _make_tmp_dir(out_dir)
+        try:
+            with user_errors(RuntimeError, exit_code=EXIT_FAILED), _os_errors_fail_the_job():
+                summary = generate_split(tmp_dir, num_images, seed, quirk_rate=quirk_rate, min_side=min_side,
+                                         max_side=max_side, workers=workers, progress=is_tty(),
+                                         with_annos=not no_annos)
+                _replace_dir(tmp_dir, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
     _print_summary(summary, out_dir, time.perf_counter() - start)

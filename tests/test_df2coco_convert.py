@@ -374,8 +374,12 @@ def _leftovers(folder: Path) -> list[str]:
 
 # ---- parallel workers ------------------------------------------------------------------------------
 
-def test_two_workers_give_byte_identical_output(tmp_path):
-    n = 150  # > 2 chunks of 64, so the pool is really used
+def test_two_workers_give_byte_identical_output(tmp_path, monkeypatch):
+    import df2coco.convert
+
+    monkeypatch.setattr(df2coco.convert, "MIN_IMAGES_PER_WORKER", 50)  # 150 images: the pool is really used
+    assert df2coco.convert._worker_count(2, 150) == 2
+    n = 150  # > 2 chunks of 64
     images = {f"{i:06d}.jpg": (16 + i % 7, 16 + i % 5) for i in range(1, n + 1)}
     annos = {f"{i:06d}.json": {"item2": TOP | {"segmentation": [rect(1, 1, 8, 9)], "bounding_box": [1, 1, 8, 9]},
                                "source": "user", "pair_id": i,

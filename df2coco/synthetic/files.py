@@ -66,6 +66,9 @@ def write_image(job: SplitJob, index: int) -> tuple[list[int], list[QuirkRecord]
     out = Path(job.out_dir)
     if not plan.has(P.MISSING_IMAGE):
         _write_image(out / "image" / f"{stem}.jpg", image, plan.has(P.UNREADABLE_IMAGE), rng_q)
+    if plan.has(P.DUPLICATE_NUMBER):  # a second image file with the same number
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+        (out / "image" / f"{stem}.png").write_bytes(buf.tobytes())
     if job.with_annos:
         text = json.dumps(annotation)
         if plan.has(P.UNREADABLE_FILE):

@@ -8,8 +8,10 @@ unambiguous (see docs/usage_synth.md for the exact form of each quirk):
   ``unreadable_file`` (the JSON text is cut in half), ``missing_image`` (annos
   file without its image), ``unreadable_image`` (the .jpg holds random bytes);
 * file-level, combinable: ``float_coords`` (every coordinate written as a float;
-  values never grow, so no coordinate leaves the image because of it) and
-  ``gap_item_keys`` (items renumbered item1, item3, ... with a hole);
+  values never grow, so no coordinate leaves the image because of it),
+  ``gap_item_keys`` (items renumbered item1, item3, ... with a hole) and
+  ``duplicate_number`` (the image also written as ``NNNNNN.png``: two image
+  files with one number);
 * item-level, at most one per item, recorded with the final item key:
   ``bad_field`` (``category_id`` removed), ``unknown_category`` (id 0 or 14),
   ``no_polygon`` (segmentation []), ``short_polygon`` (an extra polygon of 2
@@ -27,7 +29,7 @@ import numpy as np
 from df2coco import problems as P
 
 EXCLUSIVE = (P.UNREADABLE_FILE, P.MISSING_IMAGE, P.UNREADABLE_IMAGE)
-FILE_LEVEL = (P.FLOAT_COORDS, P.GAP_ITEM_KEYS)
+FILE_LEVEL = (P.FLOAT_COORDS, P.GAP_ITEM_KEYS, P.DUPLICATE_NUMBER)
 ITEM_LEVEL = (P.BAD_FIELD, P.UNKNOWN_CATEGORY, P.NO_POLYGON, P.SHORT_POLYGON, P.ODD_POLYGON, P.FEW_LANDMARKS,
               P.OUT_OF_IMAGE)
 ALL_QUIRKS = EXCLUSIVE + FILE_LEVEL + ITEM_LEVEL
@@ -159,4 +161,6 @@ def inject(annotation: dict, width: int, height: int, names: list[str], rng: np.
         for key in keys:
             _float_coords(annotation[key], rng)
         plan.records.append((None, P.FLOAT_COORDS))
+    if P.DUPLICATE_NUMBER in names:
+        plan.records.append((None, P.DUPLICATE_NUMBER))
     return plan

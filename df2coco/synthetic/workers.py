@@ -40,9 +40,10 @@ def _worker_env() -> dict[str, str]:
 
 
 def _failure(proc: subprocess.Popen, err_file) -> RuntimeError:
+    """The error of a failed worker: its last stderr line (the exception, e.g. ``OSError: [Errno 28] ...``)."""
     err_file.seek(0)
-    tail = err_file.read().decode(errors="replace").strip().splitlines()[-5:]
-    return RuntimeError(f"synthetic-data worker exited with code {proc.returncode}: " + " | ".join(tail))
+    lines = err_file.read().decode(errors="replace").strip().splitlines()
+    return RuntimeError(f"synthetic-data worker exited with code {proc.returncode}: {lines[-1] if lines else ''}")
 
 
 def run_in_workers(job: SplitJob, num_images: int, chunk: int, workers: int,
@@ -101,4 +102,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except OSError as exc:  # disk full, read-only, ...: one line for the parent's error message
+        sys.stderr.write(f"cannot write {exc.filename or 'the split'}: {exc.strerror or exc}\n")
+        sys.exit(1)
