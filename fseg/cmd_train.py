@@ -159,7 +159,11 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
         echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
                  f"{stages[-1]['epochs']} (raise --epochs)")
         return
-    _run_stages(model, train_set, val_set, stages, time_limit, augmentation=not no_augment, seed=seed)
+    from mrcnn.data.augmentation import Augmentation
+
+    # The built-in flips, scale jitter and colour changes, asked for explicitly (the library's default is none).
+    augmentation = None if no_augment else Augmentation()
+    _run_stages(model, train_set, val_set, stages, time_limit, augmentation=augmentation, seed=seed)
 
 
 def _build_model(runtime, config, choice, logs_dir, strategy):

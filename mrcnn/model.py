@@ -14,25 +14,31 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from mrcnn.io import weights
+from mrcnn.io.imagenet import imagenet_weights_path
 from mrcnn.io.weights_inspect import inspect_weights
+from mrcnn.model_functions import (build_rpn_targets, compose_image_meta, compute_backbone_shapes,  # noqa: F401
+                                   data_generator, load_image_gt, log, mold_image, parse_image_meta,
+                                   parse_image_meta_graph, unmold_image)
 from mrcnn.modeling.box_head import CLASS_SPECIFIC_LAYERS
 from mrcnn.modeling.inference import build_inference_model, output_names
 from mrcnn.modeling.mask_head import MaskHead
 from mrcnn.modeling.roi_heads import build_roi_heads, class_specific_layers
+from mrcnn.ops import resize as resize_ops
 from mrcnn.ops.anchors import get_anchors
-from mrcnn.ops.image_meta import compose_image_meta
-from mrcnn.ops.resize import mold_image, resize_image
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
-from mrcnn.train import checkpoints
+from mrcnn.train import checkpoints, layer_groups
 from mrcnn.train.stage import run_training
+from mrcnn.train.step import TrainingModel
 
-log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 # matterport's standard exclude list: the layers whose shapes depend on NUM_CLASSES (box and mask heads).
 # ``MaskRCNN.class_specific_layers()`` adds those of extra ROI heads.
@@ -163,7 +169,7 @@ class MaskRCNN:
 
     # --------------------------------------------------------------- training
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,
-              augmentation=None, custom_callbacks=None, **pipeline_options):
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None, **pipeline_options):
         """Trains the layers of group ``layers`` until epoch ``epochs`` (matterport's API).
 
         Args:
@@ -173,16 +179,20 @@ class MaskRCNN:
             epochs: the epoch number to stop at (counting epochs of earlier stages,
                 as matterport does: a second stage continues from ``self.epoch``).
             layers: "heads", "3+", "4+", "5+", "all", or a regex over layer names.
-            augmentation: ``True``/``False`` for the built-in augmentation, or an
-                ``mrcnn.data.Augmentation`` with its settings (see mrcnn.data.augmentation).
+            augmentation: None (matterport's default: none), an imgaug-style augmenter (matterport's:
+                ``to_deterministic()`` + ``augment_image()``), or fseg's built-in ``mrcnn.data.Augmentation``
+                (``True`` = its defaults); see mrcnn.data.augmentation.
             custom_callbacks: extra ``keras.callbacks.Callback`` objects.
+            no_augmentation_sources: dataset sources whose images are never augmented.
+            pipeline_options: ``seed``, ``shuffle``, ``verbose`` (ours; see mrcnn.data.pipeline).
         Returns:
             the Keras ``History`` of this stage.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built in training mode")
         return run_training(self, train_dataset, val_dataset, learning_rate, epochs, layers,
-                            augmentation=augmentation, custom_callbacks=custom_callbacks, **pipeline_options)
+                            augmentation=augmentation, custom_callbacks=custom_callbacks,
+                            no_augmentation_sources=no_augmentation_sources, **pipeline_options)
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):
@@ -197,10 +207,10 @@ class MaskRCNN:
         c = self.config
         molded_images, image_metas, windows = [], [], []
         for image in images:
-            molded, window, scale, _, _ = resize_image(
+            molded, window, scale, _, _ = resize_ops.resize_image(
                 image, min_dim=c.IMAGE_MIN_DIM, min_scale=c.IMAGE_MIN_SCALE,
                 max_dim=c.IMAGE_MAX_DIM, mode=c.IMAGE_RESIZE_MODE)
-            molded = mold_image(molded, c.MEAN_PIXEL)
+            molded = resize_ops.mold_image(molded, c.MEAN_PIXEL)
             meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                       np.zeros([c.NUM_CLASSES], dtype=np.int32))
             molded_images.append(molded)
@@ -242,17 +252,100 @@ class MaskRCNN:
         if len(images) != self.config.BATCH_SIZE:
             raise ValueError(f"detect() takes BATCH_SIZE={self.config.BATCH_SIZE} images, got {len(images)}")
         if verbose:
-            log.info("Processing %d images", len(images))
+            _logger.info("Processing %d images", len(images))
         molded_images, image_metas, windows = self.mold_inputs(images)
         if any(m.shape != molded_images[0].shape for m in molded_images):
             raise ValueError("after resizing, all images of a batch must have the same size")
         outputs = self.run_network(molded_images, image_metas)
-        results = []
-        for i, image in enumerate(images):
-            rows, rois, class_ids, scores = unmold_boxes(
-                outputs["detections"][i], image.shape, molded_images[i].shape, windows[i])
-            result = {"rois": rois, "class_ids": class_ids, "scores": scores}
-            for head in self.roi_heads:
-                result[head.result_key] = head.unmold(outputs[head.output_name][i][rows], class_ids, rois, image.shape)
-            results.append(result)
-        return results
+        return [self._unmold(outputs, i, image.shape, molded_images[i].shape, windows[i])
+                for i, image in enumerate(images)]
+
+    def detect_molded(self, molded_images, image_metas, verbose: int = 0):
+        """detect() on images already molded (resized, padded, mean-subtracted), as matterport's.
+
+        Args:
+            molded_images: [BATCH_SIZE, S, S, 3] float32. image_metas: [BATCH_SIZE, 12 + C] (their
+                original shapes and windows say where each image lies).
+        Returns: one dict per image, as detect().
+        """
+        if self.mode != "inference":
+            raise ValueError("detect_molded() needs a model built in inference mode")
+        if len(molded_images) != self.config.BATCH_SIZE:
+            raise ValueError(f"detect_molded() takes BATCH_SIZE={self.config.BATCH_SIZE} images, "
+                             f"got {len(molded_images)}")
+        molded_images = np.asarray(molded_images, np.float32)
+        outputs = self.run_network(molded_images, np.asarray(image_metas, np.float32))
+        metas = parse_image_meta(np.asarray(image_metas))
+        return [self._unmold(outputs, i, metas["original_image_shape"][i], molded_images[i].shape,
+                             metas["window"][i]) for i in range(len(molded_images))]
+
+    def _unmold(self, outputs, i, original_shape, molded_shape, window) -> dict:
+        """Image ``i``'s result dict from the network outputs: boxes, classes, scores, each head's result."""
+        rows, rois, class_ids, scores = unmold_boxes(outputs["detections"][i], original_shape, molded_shape, window)
+        result = {"rois": rois, "class_ids": class_ids, "scores": scores}
+        for head in self.roi_heads:
+            result[head.result_key] = head.unmold(outputs[head.output_name][i][rows], class_ids, rois, original_shape)
+        return result
+
+    # ------------------------------------------------------ matterport's tools
+    def run_graph(self, images, outputs, image_metas=None) -> OrderedDict:
+        """Values of intermediate tensors for ``images`` (matterport's inspection helper).
+
+        Args:
+            images: BATCH_SIZE RGB images. outputs: [(name, Keras tensor of ``keras_model``)], e.g.
+                ``[("proposals", model.keras_model.get_layer("ROI").output)]``.
+            image_metas: optional [B, 12 + C], to override the ones molding gives.
+        Returns: OrderedDict {name: NumPy array}, in the order asked.
+        """
+        if self.mode != "inference":
+            raise ValueError("run_graph() runs an inference-mode model")
+        probe = keras.Model(self.keras_model.inputs, [tensor for _, tensor in outputs])
+        molded_images, metas, _ = self.mold_inputs(images)
+        metas = metas if image_metas is None else np.asarray(image_metas, np.float32)
+        anchors = self.get_anchors(molded_images.shape[1:3])
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        values = probe([molded_images, metas, anchors], training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return OrderedDict((name, np.asarray(value)) for (name, _), value in zip(outputs, values))
+
+    def get_imagenet_weights(self) -> str:
+        """Path of ImageNet weights for the backbone under matterport's layer names (downloaded and converted
+        on first use into the Keras cache; see mrcnn.io.imagenet). Load it with ``load_weights(path, by_name=True)``."""
+        return str(imagenet_weights_path(self.config.BACKBONE))
+
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1) -> list[str]:
+        """Train the layers whose name matches ``layer_regex`` (or a group: heads, 3+, 4+, 5+, all), freeze the rest.
+
+        Returns the names of the trainable layers (printed when ``verbose``, matterport-style).
+        """
+        regex = layer_groups.layer_regex(layer_regex, self.roi_heads)
+        trainable = layer_groups.set_trainable(keras_model or self.keras_model, regex)
+        if verbose:
+            for name in trainable:
+                print(f"{' ' * indent}{name:20}")
+        return trainable
+
+    def compile(self, learning_rate, momentum) -> TrainingModel:
+        """The training model wrapped with its loss table and compiled with SGD (``self.training_model``).
+
+        matterport compiled its Keras model in place; here the losses live in a ``train_step``, so the
+        compiled object is a ``mrcnn.train.step.TrainingModel`` around ``keras_model`` (``fit`` it with
+        batches of ``mrcnn.data.build_training_dataset``). ``train()`` does all of this itself.
+        """
+        if self.mode != "training":
+            raise ValueError("compile() needs a model built in training mode")
+        with self.strategy.scope():
+            self.training_model = TrainingModel(self.keras_model, self.config)
+            self.training_model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate,
+                                                                       momentum=momentum), jit_compile=False)
+        return self.training_model
+
+    def find_trainable_layer(self, layer):
+        """The layer that holds the weights of ``layer`` (a TimeDistributed wrapper's inner layer)."""
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return self.find_trainable_layer(layer.layer)
+        return layer
+
+    def get_trainable_layers(self) -> list:
+        """The top-level layers that have weights (nested models, such as rpn_model, count as one)."""
+        return [layer for layer in map(self.find_trainable_layer, self.keras_model.layers) if layer.weights]

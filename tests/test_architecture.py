@@ -30,7 +30,8 @@ MRCNN_LEVELS = {
     "mrcnn.data": {"mrcnn.ops", "mrcnn.io"},
     "mrcnn.eval": {"mrcnn.io"},
     "mrcnn.train": {"mrcnn.modeling", "mrcnn.data", "mrcnn.config"},
-    "mrcnn.model": {"mrcnn.train", "mrcnn.eval"},
+    "mrcnn.model_functions": {"mrcnn.data", "mrcnn.ops"},
+    "mrcnn.model": {"mrcnn.train", "mrcnn.eval", "mrcnn.model_functions"},
     "mrcnn.utils": {"mrcnn.model"},
     "mrcnn.visualize": {"mrcnn.utils"},
     "mrcnn": set(),  # the package __init__: a docstring

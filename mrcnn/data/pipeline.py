@@ -29,9 +29,10 @@ Per image, in order (all in TensorFlow except mask rasterisation):
   3. rasterise the masks directly at the resized size and read the instance fields with
      ``dataset.load_instances_resized`` (pycocotools, in ``tf.numpy_function``, so many images
      decode in parallel); points are scaled with the image;
-  4. augment (:mod:`mrcnn.data.augmentation`): horizontal flip of image, masks and points together,
-     brightness and contrast of the image;
+  4. augment (:mod:`mrcnn.data.augmentation`) with fseg's ``Augmentation``: horizontal flip of image,
+     masks and points together, brightness and contrast of the image;
   5. centre-pad to S x S, or crop at a random offset when the image is larger (scale jitter, "crop" mode);
+     an imgaug-style augmenter (matterport's ``augmentation``) runs here, on the padded image and masks;
   6. boxes from the masks (matterport's ``extract_bboxes``: y2/x2 exclusive); instances whose mask
      vanished are dropped; at most MAX_GT_INSTANCES kept (a random subset when augmenting);
   7. mini masks (``mrcnn.ops.masks``) and RPN targets (``mrcnn.ops.rpn_targets``, float64 anchors
@@ -48,7 +49,8 @@ import random
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.data.augmentation import NO_AUGMENTATION, Augmentation, adjust_colors, random_flip, scale_jitter
+from mrcnn.data.augmentation import (NO_AUGMENTATION, adjust_colors, augment_image_and_masks,
+                                     is_augmenter, random_flip, resolve, scale_jitter)
 from mrcnn.data.dataset import Dataset, DatasetError
 from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.ops.image_meta import compose_image_meta_graph
@@ -65,35 +67,39 @@ _NUM_RANDOM_STREAMS = 7  # flip, scale, brightness, contrast, crop offset, insta
 
 def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, augment=True, seed: int | None = None,
                            repeat: bool = True, deterministic: bool | None = None,
-                           instance_fields: tuple[InstanceField, ...] | list = ()) -> tf.data.Dataset:
+                           instance_fields: tuple[InstanceField, ...] | list = (),
+                           no_augmentation_sources=None, batch_size: int | None = None) -> tf.data.Dataset:
     """Batches of training inputs (see the module docstring for keys, shapes and dtypes).
 
     Args:
       dataset: a prepared ``Dataset`` (``CocoDataset`` or a subclass of your own).
       config: the model ``Config`` (image sizes, anchors, MAX_GT_INSTANCES, BATCH_SIZE, ...).
       shuffle: reshuffle the images every epoch.
-      augment: True for the default ``Augmentation()``, False for none, or an ``Augmentation``.
+      augment: True for the default ``Augmentation()``, False or None for none, an ``Augmentation``,
+        or an imgaug-style augmenter (see mrcnn.data.augmentation).
       seed: makes the order and every random choice reproducible; None = a fresh random seed.
       repeat: repeat forever (the training loop decides where an epoch ends).
       deterministic: keep the element order under parallel decoding; default: True when a seed is
         given (slightly slower), False otherwise.
       instance_fields: extra per-instance ground truth to load (the ROI heads' ``instance_fields``).
+      no_augmentation_sources: dataset sources (``image_info["source"]``) whose images are not augmented.
+      batch_size: images per batch; default config.BATCH_SIZE.
     Returns:
-      A ``tf.data.Dataset`` of dicts, batched to config.BATCH_SIZE (an incomplete last batch is dropped).
+      A ``tf.data.Dataset`` of dicts, batched (an incomplete last batch is dropped).
     Raises:
       DatasetError: the dataset has no images or is not prepared.
       ValueError: the config's resize mode is not "square" or "crop".
     """
-    if augment is True:
-        augment = Augmentation()
-    elif augment is False or augment is None:
-        augment = NO_AUGMENTATION
+    augment = resolve(augment)
+    if is_augmenter(augment) and any(f.kind == "points" for f in instance_fields):
+        raise ValueError("an imgaug-style augmenter cannot move point fields; use mrcnn.data.Augmentation")
     if deterministic is None:
         deterministic = seed is not None
     if seed is None:
         seed = random.SystemRandom().randrange(2 ** 31)
     return _build(dataset, config, augment=augment, shuffle=shuffle, repeat=repeat, seed=seed,
-                  deterministic=deterministic, training=True, fields=tuple(instance_fields))
+                  deterministic=deterministic, training=True, fields=tuple(instance_fields),
+                  skip_sources=set(no_augmentation_sources or ()), batch_size=batch_size)
 
 
 def build_validation_dataset(dataset: Dataset, config, *, instance_fields=()) -> tf.data.Dataset:
@@ -103,13 +109,15 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=()) ->
     (the model's graph needs exactly config.BATCH_SIZE images).
     """
     return _build(dataset, config, augment=NO_AUGMENTATION, shuffle=False, repeat=False, seed=0,
-                  deterministic=True, training=False, fields=tuple(instance_fields))
+                  deterministic=True, training=False, fields=tuple(instance_fields), skip_sources=set(),
+                  batch_size=None)
 
 
 # ---------------------------------------------------------------- assembly
-def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields) -> tf.data.Dataset:
+def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields, skip_sources,
+           batch_size) -> tf.data.Dataset:
     _check_inputs(dataset, config)
-    loader = _ImageLoader(dataset, fields)
+    loader = _ImageLoader(dataset, fields, skip_sources)
     prepare = _Preparer(config, augment, training, fields)
     count = len(dataset.image_ids)
     ids = tf.data.Dataset.range(count)
@@ -121,14 +129,15 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
 
     def load_and_prepare(element_number, image_id):
         element_seed = tf.stack([base_seed, element_number])
-        loaded = loader.load(image_id, prepare.resize_plan, element_seed)
-        return prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed)
+        augmentable = loader.augmentable(image_id)
+        loaded = loader.load(image_id, lambda hw, seed: prepare.resize_plan(hw, seed, augmentable), element_seed)
+        return prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed, augmentable)
 
     options = tf.data.Options()
     options.deterministic = deterministic
     return (ids.enumerate()
             .map(load_and_prepare, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(config.BATCH_SIZE, drop_remainder=True)
+            .batch(batch_size or config.BATCH_SIZE, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))
 
@@ -154,9 +163,10 @@ def _random_streams(element_seed):
 class _ImageLoader:
     """Decodes an image, and rasterises its masks and reads its instance fields at the size ``resize_plan`` chooses."""
 
-    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...]):
+    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...], skip_sources: set):
         self.dataset = dataset
         self.fields = fields
+        self.augment_flags = tf.constant([info["source"] not in skip_sources for info in dataset.image_info])
         self.decode_with_tf = type(dataset).load_image is Dataset.load_image
         self.size_warned: set[int] = set()  # images whose file size differs from the annotated size
         self.paths = tf.constant([str(info["path"]) for info in dataset.image_info])
@@ -165,6 +175,10 @@ class _ImageLoader:
 
     def active_class_ids(self, image_id):
         return tf.gather(self.active, image_id)
+
+    def augmentable(self, image_id):
+        """bool scalar: False for images of ``no_augmentation_sources``."""
+        return tf.gather(self.augment_flags, image_id)
 
     def load(self, image_id, resize_plan, element_seed) -> dict:
         """Decode, choose the size, resize, rasterise.
@@ -225,8 +239,9 @@ class _ImageLoader:
 class _Preparer:
     """Steps 2 and 4-7 of the module docstring for one image; config values are read once here."""
 
-    def __init__(self, config, augment: Augmentation, training: bool, fields: tuple[InstanceField, ...]):
-        self.augment = augment
+    def __init__(self, config, augment, training: bool, fields: tuple[InstanceField, ...]):
+        self.augmenter = augment if is_augmenter(augment) else None  # imgaug-style, run in NumPy
+        self.augment = NO_AUGMENTATION if self.augmenter is not None else augment
         self.training = training  # random crop offsets and instance subsets (else centred / first ones)
         self.fields = fields
         self.mode = config.IMAGE_RESIZE_MODE
@@ -242,8 +257,8 @@ class _Preparer:
                                            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
         self.anchors = tf.constant(anchors)  # [A, (y1, x1, y2, x2)] float64 pixels, as matterport's
 
-    def resize_plan(self, original_hw, element_seed):
-        """matterport's resize_image scale times the scale jitter.
+    def resize_plan(self, original_hw, element_seed, augmentable=True):
+        """matterport's resize_image scale times the scale jitter (when the image may be augmented).
 
         Args:
           original_hw: [2] int32 (H, W) of the decoded image.
@@ -252,18 +267,21 @@ class _Preparer:
         """
         height, width = tf.unstack(tf.cast(original_hw, tf.float64))
         scale = resize_scale_graph(height, width, self.min_dim, self.max_dim, self.min_scale, self.mode)
-        scale = scale * scale_jitter(self.augment, _random_streams(element_seed)[1])
+        scale = scale * scale_jitter(self.augment, _random_streams(element_seed)[1], augmentable)
         resized = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
         return tf.maximum(resized, 1), scale
 
-    def __call__(self, image_id, loaded: dict, active_class_ids, element_seed) -> dict:
+    def __call__(self, image_id, loaded: dict, active_class_ids, element_seed, augmentable=True) -> dict:
         """One image's training inputs (unbatched shapes of the module docstring)."""
         streams = _random_streams(element_seed)
         points = {f.name: (loaded["fields"][f.name], f.flip_map) for f in self.fields if f.kind == "points"}
-        image, masks, flipped = random_flip(self.augment, loaded["image"], loaded["masks"], points, streams[0])
+        image, masks, flipped = random_flip(self.augment, loaded["image"], loaded["masks"], points, streams[0],
+                                            augmentable)
         fields = {**loaded["fields"], **flipped}
-        image = adjust_colors(self.augment, image, streams[2], streams[3])
+        image = adjust_colors(self.augment, image, streams[2], streams[3], augmentable)
         image, masks, window, shift = self._place_on_canvas(image, masks, streams[4])
+        if self.augmenter is not None:
+            image, masks = self._run_augmenter(image, masks, augmentable)
         for field in self.fields:
             if field.kind == "points":
                 fields[field.name] = place_points(fields[field.name], shift[0], shift[1], self.canvas, self.canvas)
@@ -323,6 +341,19 @@ class _Preparer:
         masks.set_shape([side, side, None])
         window = tf.concat([before, before + kept], axis=0)
         return image, masks, window, before - offset
+
+    def _run_augmenter(self, image, masks, augmentable):
+        """The imgaug-style augmenter on the canvas image [S, S, 3] float32 and masks [S, S, N] bool (NumPy)."""
+        def run(pixels, instance_masks, enabled):
+            if not enabled:
+                return pixels, instance_masks
+            return augment_image_and_masks(self.augmenter, pixels, instance_masks)
+
+        pixels, moved = tf.numpy_function(run, [tf.cast(image, tf.uint8), masks, augmentable], [tf.uint8, tf.bool],
+                                          stateful=True)
+        pixels.set_shape(image.shape)
+        moved.set_shape(masks.shape)
+        return tf.cast(pixels, tf.float32), moved
 
     def _choose_instances(self, present, seed):
         """Indices [K] int32 (sorted) of at most MAX_GT_INSTANCES instances with a non-empty mask."""

@@ -19,7 +19,8 @@ def validation_steps(val_dataset, config) -> int:
 
 
 def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,
-                 augmentation=None, custom_callbacks=None, verbose="auto", **pipeline_options):
+                 augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose="auto",
+                 **pipeline_options):
     """One training stage of ``mrcnn_model`` (a training-mode ``MaskRCNN``); see ``MaskRCNN.train``.
 
     ``mrcnn_model.epoch`` ends at the last epoch whose checkpoint was written, also when
@@ -31,10 +32,9 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
     if epochs <= mrcnn_model.epoch:
         log.info("already at epoch %d >= %d: nothing to train", mrcnn_model.epoch, epochs)
         return None
-    augment = True if augmentation is None else augmentation
     fields = instance_fields(mrcnn_model.roi_heads)
-    train_data = build_training_dataset(train_dataset, config, augment=augment, instance_fields=fields,
-                                        **pipeline_options)
+    train_data = build_training_dataset(train_dataset, config, augment=augmentation, instance_fields=fields,
+                                        no_augmentation_sources=no_augmentation_sources, **pipeline_options)
     val_steps = validation_steps(val_dataset, config) if val_dataset is not None else 0
     val_data = build_validation_dataset(val_dataset, config, instance_fields=fields).take(val_steps) if val_steps else None
     if val_dataset is not None and not val_steps:
