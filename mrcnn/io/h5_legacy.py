@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -34,6 +35,9 @@ from mrcnn.io.files import atomic_path
 # numbered chunks (layer_names0, layer_names1, ...) above this many bytes.
 _MAX_ATTR_BYTES = 64512
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+# Root attributes of ours in a weights file start with this (e.g. fseg_epoch_record).
+NOTE_PREFIX = "fseg_"
 
 # (layer name, [(weight name, array)]) in file order, e.g. ("conv1", [("conv1/kernel:0", arr)]).
 LayerWeights = tuple[str, list[tuple[str, np.ndarray]]]
@@ -232,7 +236,7 @@ def _set_text(attrs, key: str, text: str, str_attrs: str) -> None:
 
 
 def write_legacy_h5(path, layers: Sequence[LayerWeights], *, backend: str = "tensorflow",
-                    keras_version: str = "2.1.6", str_attrs: str = "vlen") -> None:
+                    keras_version: str = "2.1.6", str_attrs: str = "vlen", notes: dict | None = None) -> None:
     """Write a legacy Keras 2 ``save_weights`` file, atomically (temp file + rename).
 
     Args:
@@ -243,6 +247,8 @@ def write_legacy_h5(path, layers: Sequence[LayerWeights], *, backend: str = "ten
         byte arrays and backend/keras_version as variable-length strings (matterport's
         files); ``"bytes"``: everything fixed-length bytes; ``"str"``: everything
         variable-length UTF-8 strings.
+      notes: extra root attributes {name: JSON-able value}, stored as JSON text under
+        ``fseg_<name>`` (readers of matterport's layout ignore them; see :func:`read_notes`).
     """
     import h5py
 
@@ -254,8 +260,18 @@ def write_legacy_h5(path, layers: Sequence[LayerWeights], *, backend: str = "ten
         _set_names(h5.attrs, "layer_names", [name for name, _ in layers], str_attrs)
         _set_text(h5.attrs, "backend", backend, str_attrs)
         _set_text(h5.attrs, "keras_version", keras_version, str_attrs)
+        for key, value in (notes or {}).items():
+            _set_text(h5.attrs, f"{NOTE_PREFIX}{key}", json.dumps(value), "str")
         for name, weights in layers:
             group = h5.create_group(name)
             _set_names(group.attrs, "weight_names", [w for w, _ in weights], str_attrs)
             for weight_name, value in weights:
                 group.create_dataset(weight_name, data=np.asarray(value))
+
+
+def read_notes(path) -> dict:
+    """The ``notes`` a file was written with (see :func:`write_legacy_h5`), {} when it has none."""
+    with open_h5(path) as root:
+        attrs = root.file.attrs
+        return {name[len(NOTE_PREFIX):]: json.loads(attr_text(attrs, name))
+                for name in attrs if name.startswith(NOTE_PREFIX)}

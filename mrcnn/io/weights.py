@@ -230,12 +230,13 @@ def _log_report(report: LoadReport) -> None:
 # ----------------------------------------------------------------------------- saving
 
 
-def save_weights(model, path, *, layer_names: Sequence[str] | None = None) -> None:
+def save_weights(model, path, *, layer_names: Sequence[str] | None = None, notes: dict | None = None) -> None:
     """Save ``model`` in the legacy Keras 2 layout that matterport's tooling reads.
 
     ``layer_names`` (default: every top-level layer in model order, weightless ones
     included, as Keras 2 did) chooses which layers get a group and in which order;
-    each must be a layer of the model. Written atomically (temp file + rename).
+    each must be a layer of the model. ``notes``: extra JSON attributes (``h5_legacy.write_legacy_h5``).
+    Written atomically (temp file + rename).
     """
     by_name = {layer.name: layer for layer in model.layers}
     names = list(by_name) if layer_names is None else list(layer_names)
@@ -245,4 +246,4 @@ def save_weights(model, path, *, layer_names: Sequence[str] | None = None) -> No
     layers = [(name, [(f"{sub}/{leaf}:0", np.asarray(var.numpy()))
                       for sub, leaf, var in _model_variables(by_name[name])])
               for name in names]
-    write_legacy_h5(path, layers)
+    write_legacy_h5(path, layers, notes=notes)

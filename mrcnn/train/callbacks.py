@@ -1,11 +1,11 @@
-"""Per-epoch callbacks of a training stage: checkpoints, NaN guard, learning rate, CSV and TensorBoard logs.
+"""Per-epoch callbacks of a training stage: NaN guard, learning rate, and the epoch record (checkpoint, CSV,
+TensorBoard; see mrcnn.train.run_log).
 
 Only the chief of a multi-worker run writes files (every worker holds the same weights).
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import signal
@@ -17,6 +17,7 @@ import keras
 
 from mrcnn.io.weights import save_weights
 from mrcnn.train.checkpoints import write_run_config
+from mrcnn.train.run_log import RECORD_NOTE, STATUS_NAN, STATUS_OK, STATUS_PARTIAL, RunLog
 
 log = logging.getLogger(__name__)
 
@@ -62,33 +63,65 @@ def signals_deferred():
             signal.raise_signal(received[0])
 
 
-class LegacyCheckpoint(keras.callbacks.Callback):
-    """Saves matterport-layout weights after every epoch (atomically), unless the epoch's loss is not finite.
+class EpochRecorder(keras.callbacks.Callback):
+    """After every epoch: the checkpoint (matterport's layout, the epoch's row inside), then its CSV row, then
+    its TensorBoard step, in that order and with Ctrl-C / SIGTERM held back (see mrcnn.train.run_log).
 
-    An epoch cut short by a time budget (``mrcnn.train.schedule.Deadline``) is saved; one stopped by
-    a NaN (``guard``) is not. ``last_epoch`` is the epoch number of the newest file written (None before
-    the first).
+    An epoch stopped by a NaN (``guard``) gets a row with status "nan" and no checkpoint; an epoch cut
+    short by a time budget (``mrcnn.train.schedule.Deadline``) is saved with status "partial".
+    ``last_epoch`` is the epoch number of the newest checkpoint written (None before the first).
+    Only the chief writes (``write``); the other workers just count.
     """
 
-    def __init__(self, keras_model: keras.Model, path_for_epoch, write: bool = True, guard=None):
+    def __init__(self, keras_model: keras.Model, path_for_epoch, run_log, layers: str, guard, write: bool = True):
         super().__init__()
         self.keras_model = keras_model
         self.path_for_epoch = path_for_epoch
-        self.write = write
+        self.run_log = run_log
+        self.layers = layers
         self.guard = guard
+        self.write = write
         self.saved: list[Path] = []
         self.last_epoch: int | None = None
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not _finite((logs or {}).get("loss")) or (self.guard is not None and self.guard.bad_batch is not None):
-            return  # a non-finite epoch is not a checkpoint
-        path = Path(self.path_for_epoch(epoch + 1))
+        logs = dict(logs or {})
+        failed = not _finite(logs.get("loss")) or self.guard.bad_batch is not None
+        status = STATUS_NAN if failed else (STATUS_PARTIAL if self.model.stop_training else STATUS_OK)
+        row = {"epoch": epoch + 1, "status": status, "layers": self.layers,
+               "seconds": round(time.monotonic() - self._started, 1),
+               **{k: float(v) for k, v in logs.items() if _finite(v)}}
         with signals_deferred():
+            if failed:
+                if self.write:
+                    self.run_log.append_row(row)
+                return
+            path = Path(self.path_for_epoch(epoch + 1))
             if self.write:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_weights(self.keras_model, path)
+                try:
+                    save_weights(self.keras_model, path, notes={RECORD_NOTE: row})
+                except (OSError, RuntimeError) as exc:  # h5py reports a full disk as either
+                    raise CheckpointWriteError(path, exc) from None
                 self.saved.append(path)
+                self.run_log.append_row(row)
+                self.run_log.write_tensorboard(row)
             self.last_epoch = epoch + 1
+
+    def on_train_end(self, logs=None):
+        self.run_log.close()
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full or read-only disk, ...); one line naming the file."""
+
+    def __init__(self, path: Path, cause: BaseException):
+        reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
+        super().__init__(f"cannot write the checkpoint {path}: {reason}")
+        self.path = path
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -121,56 +154,20 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def csv_columns(loss_names) -> tuple[str, ...]:
-    """Columns of training_log.csv: the epoch number (= the checkpoint's NNNN), the layer group, the
-    running means of the losses over the epoch, the validation losses, the learning rate, the seconds."""
-    return ("epoch", "layers", "loss", *loss_names, "val_loss", *(f"val_{name}" for name in loss_names),
-            "learning_rate", "seconds")
+def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks):
+    """The NaN guard, the learning rate, and the epoch recorder (checkpoint, CSV, TensorBoard) of one stage.
 
-
-class EpochCsvLog(keras.callbacks.Callback):
-    """Appends one row per epoch to a CSV file with the columns of :func:`csv_columns`.
-
-    Stages with and without validation share one header; a missing value is left
-    empty. The epoch column counts from 1, like the checkpoint files.
+    Returns (callbacks for ``fit``, the guard, the recorder). The chief claims the run folder, records the config in it and repairs its logs after an interrupted
+    run (``RunLog.reconcile``) before training starts.
     """
-
-    def __init__(self, path, layers: str, loss_names):
-        super().__init__()
-        self.path = Path(path)
-        self.layers = layers
-        self.columns = csv_columns(loss_names)
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        row = {"epoch": epoch + 1, "layers": self.layers, "seconds": round(time.monotonic() - self._started, 1)}
-        row.update({k: float(v) for k, v in logs.items() if k in self.columns})
-        new_file = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, restval="", extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks) -> list:
-    """The NaN guard, checkpoints, learning rate, CSV and TensorBoard logs of one training stage."""
     chief = is_chief(mrcnn_model.strategy)
+    run_log = RunLog(mrcnn_model.log_dir, mrcnn_model.config.NAME or "mrcnn", loss_names)
     if chief:
         log_dir = mrcnn_model.claim_log_dir()
         write_run_config(log_dir, mrcnn_model.config)
-    log_dir = Path(mrcnn_model.log_dir)
+        run_log = RunLog(log_dir, mrcnn_model.config.NAME or "mrcnn", loss_names)
+        run_log.reconcile()
     guard = StopOnNonFiniteLoss()
-    callbacks = [
-        guard,
-        LegacyCheckpoint(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch, write=chief, guard=guard),
-        LearningRateLogger(),
-    ]
-    if chief:
-        callbacks += [EpochCsvLog(log_dir / "training_log.csv", layers, loss_names),
-                      keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, update_freq="epoch")]
-    return callbacks + list(custom_callbacks or [])
+    recorder = EpochRecorder(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch, run_log, layers, guard,
+                             write=chief)
+    return [guard, LearningRateLogger(), recorder, *(custom_callbacks or [])], guard, recorder

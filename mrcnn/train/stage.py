@@ -47,8 +47,7 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
     with mrcnn_model.strategy.scope():
         trainer = TrainingModel(mrcnn_model.keras_model, config, terms)
         trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
-    callbacks = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks)
-    guard, checkpoint = callbacks[0], callbacks[1]
+    callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks)
     try:
         history = trainer.fit(
             train_data,
@@ -62,8 +61,8 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
             verbose=verbose,
         )
     finally:
-        if checkpoint.last_epoch is not None:
-            mrcnn_model.epoch = max(mrcnn_model.epoch, checkpoint.last_epoch)
+        if recorder.last_epoch is not None:
+            mrcnn_model.epoch = max(mrcnn_model.epoch, recorder.last_epoch)
     if guard.bad_batch is not None:
         epoch, step, logs = guard.bad_batch
         shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
