@@ -9,6 +9,10 @@ gives it too, labelled as such. Behaviour kept from matterport:
   (index 0) can be matched again, because matterport tests ``gt_match[j] > 0``
   (``matterport_quirk=True``); AP of an image can then exceed 1;
 - precision is made monotone and AP sums over recall steps (VOC all-point).
+
+``mrcnn.utils.compute_matches`` / ``compute_ap`` (matterport's public signatures, with boxes
+and zero padding) are built on :func:`matterport_mask_overlaps`, :func:`score_order`,
+:func:`match_predictions` and :func:`voc_ap`.
 """
 from __future__ import annotations
 
@@ -32,11 +36,35 @@ def mask_overlaps(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
     """
     if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
         return np.zeros((masks1.shape[-1], masks2.shape[-1]))
-    flat1 = masks1.reshape(-1, masks1.shape[-1]).astype(np.float64)  # [H*W, N1]
-    flat2 = masks2.reshape(-1, masks2.shape[-1]).astype(np.float64)  # [H*W, N2]
+    intersections, unions = _pixel_counts(masks1, masks2, np.float64)
+    return np.divide(intersections, unions, out=np.zeros_like(intersections), where=unions > 0)
+
+
+def matterport_mask_overlaps(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
+    """matterport's ``utils.compute_overlaps_masks``: pixel IoU with its threshold and float32 numbers.
+
+    Differs from :func:`mask_overlaps` where matterport does: a pixel belongs to a mask
+    when its value is ``> 0.5`` (so soft masks are accepted), the counts and the ratio are
+    float32, and a pair of two empty masks gives NaN (0 / 0), not 0.
+    Args:
+      masks1: [H, W, N1] bool or float. masks2: [H, W, N2], same H, W.
+    Returns:
+      [N1, N2] float32; [N1, N2] float64 zeros when N1 or N2 is 0 (as matterport).
+    """
+    if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
+        return np.zeros((masks1.shape[-1], masks2.shape[-1]))
+    intersections, unions = _pixel_counts(masks1 > 0.5, masks2 > 0.5, np.float32)
+    with np.errstate(invalid="ignore"):  # two empty masks: NaN, as matterport (without its warning)
+        return intersections / unions
+
+
+def _pixel_counts(masks1: np.ndarray, masks2: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Intersection and union pixel counts [N1, N2] of two stacks of 0/1 masks [H, W, N], in ``dtype``."""
+    flat1 = masks1.reshape(-1, masks1.shape[-1]).astype(dtype)  # [H*W, N1]
+    flat2 = masks2.reshape(-1, masks2.shape[-1]).astype(dtype)  # [H*W, N2]
     intersections = flat1.T @ flat2
     unions = flat1.sum(0)[:, None] + flat2.sum(0)[None, :] - intersections
-    return np.divide(intersections, unions, out=np.zeros_like(intersections), where=unions > 0)
+    return intersections, unions
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:

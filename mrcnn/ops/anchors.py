@@ -37,7 +37,8 @@ def generate_level_anchors(scale, ratios, feature_shape, feature_stride, anchor_
     """Anchors of one level.
 
     Args:
-      scale: anchor side length in pixels (before the ratio is applied).
+      scale: anchor side length in pixels (before the ratio is applied); or one side per ratio,
+        an array as long as ``ratios`` (``mrcnn.utils.generate_anchors`` passes every scale x ratio pair).
       ratios: width / height ratios, e.g. [0.5, 1, 2].
       feature_shape: (height, width) of the feature map.
       feature_stride: pixels per feature-map cell.

@@ -154,6 +154,23 @@ def expand_mask(bbox, mini_mask, image_shape):
     return mask
 
 
+# ---------------------------------------------------------------- outlines
+def mask_outlines(mask):
+    """Outlines of a mask as polygons (matterport's ``visualize`` draws these), in image pixels.
+
+    The mask is padded by one pixel first, so a mask touching the image edge still gets a closed outline.
+    Args:
+      mask: [H, W] 0/1 or bool.
+    Returns:
+      list of [K, (x, y)] float64 vertex arrays, one per outline (iso-line 0.5 of the mask).
+    """
+    from skimage.measure import find_contours
+
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=np.uint8)
+    padded[1:-1, 1:-1] = mask
+    return [np.fliplr(vertices) - 1 for vertices in find_contours(padded, 0.5)]
+
+
 # ---------------------------------------------------------------- nearest-neighbour resize
 def resize_mask_nearest(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize by pixel centres: [H, W, N] -> [height, width, N], same dtype."""
