@@ -1,13 +1,16 @@
 """``fseg train``: fine-tune Mask R-CNN on a COCO file, on CPU, one GPU, several, or several machines."""
 from __future__ import annotations
 
+import math
 import os
 import signal
+import sys
 from pathlib import Path
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, user_errors
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
+                           user_errors)
 
 HELP = """Train Mask R-CNN on a COCO annotations file (e.g. from `fseg convert`).
 
@@ -80,35 +83,22 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
     for folder in (images, val_images):
         if folder is not None and not Path(folder).is_dir():
             raise CommandError(f"images folder not found: {folder}", EXIT_USAGE)
+    if learning_rate is not None and not math.isfinite(learning_rate):
+        raise CommandError(f"--lr must be a finite number, got {learning_rate}", EXIT_USAGE)
+    from fseg.runtime import check_out_dir
 
-    previous = _stop_on_sigterm()
+    check_out_dir(Path(logs_dir), "--logs")
     try:
-        _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-             steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
-             time_limit)
-    except KeyboardInterrupt:
-        raise CommandError("interrupted before training started; nothing was written", 130) from None
+        # Ctrl-C and SIGTERM stop the run alike (exit 130 / 143); _run_stages says what was kept.
+        with exit_on_signals("interrupted before training started; nothing was written"):
+            _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
+                 steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed,
+                 no_augment, time_limit)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if mixed_precision:  # leave the process as it was (matters when called in-process, e.g. by tests)
             import keras
 
             keras.mixed_precision.set_global_policy("float32")
-
-
-def _stop_on_sigterm():
-    """Make `kill <pid>` (SIGTERM) stop the run like Ctrl-C: same message, finished epochs kept.
-
-    Returns the previous handler (None when not in the main thread, where handlers cannot be set).
-    """
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        return None
 
 
 def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
@@ -199,13 +189,20 @@ def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
 
     try:
         summary = run_schedule(model, train_set, val_set, stages, time_limit=time_limit and time_limit * 60,
-                               announce=announce, **train_options)
-    except KeyboardInterrupt:
+                               announce=announce, verbose=1 if sys.stdout.isatty() else 2, **train_options)
+    except KeyboardInterrupt as exc:
         kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
+        signum = getattr(exc, "signum", signal.SIGINT)
         raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "
-                           f"resume with --weights last", 130) from None
+                           f"resume with --weights last", 128 + signum) from None
     except FloatingPointError as exc:
         raise CommandError(str(exc), EXIT_FAILED) from None
+    except OSError as exc:  # a checkpoint or log that could not be written (full or read-only disk)
+        from mrcnn.train.callbacks import CheckpointWriteError
+
+        kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
+        message = str(exc) if isinstance(exc, CheckpointWriteError) else os_error_message(exc)
+        raise CommandError(f"{message}; {kept} in {model.log_dir}", EXIT_FAILED) from None
     if summary.stopped_by_budget:
         echo_err(f"time limit reached after {summary.seconds / 60:.1f} minutes")
     echo_err(f"done: epoch {model.epoch}; checkpoints and training_log.csv in {model.log_dir}")
@@ -237,6 +234,8 @@ def _load_dataset(annotations, images, config, what):
         echo_err(f"  {line}")
     if len(dataset.problems) > 5:
         echo_err(f"  ... and {len(dataset.problems) - 5} more")
+    if what == "training" and dataset.num_empty_images == dataset.num_images:
+        raise CommandError(f"{annotations}: no image has an annotated instance: nothing to train on", EXIT_USAGE)
     if dataset.num_images < config.BATCH_SIZE:
         raise CommandError(f"{what} set has {dataset.num_images} usable images, fewer than the batch size "
                            f"{config.BATCH_SIZE}", EXIT_USAGE)

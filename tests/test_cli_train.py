@@ -271,6 +271,7 @@ def test_csv_log_has_a_row_per_epoch_with_losses_and_learning_rate(runs):
     with (runs["run_dir"] / "training_log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # epoch 3 is the one a NaN stopped
+    assert [r["status"] for r in rows] == ["ok", "ok", "nan"]
     for row in rows:
         assert float(row["learning_rate"]) == pytest.approx(0.001)
         assert row["layers"] == "heads"
@@ -283,7 +284,11 @@ def test_csv_log_has_a_row_per_epoch_with_losses_and_learning_rate(runs):
     assert "ran out of data" not in runs["first"].output
 
 
-def test_tensorboard_event_files_exist(runs):
+def test_tensorboard_has_a_step_per_checkpoint(runs):
+    from mrcnn.train.run_log import RunLog
+
     events = list(runs["run_dir"].rglob("events.out.tfevents.*"))
     assert any("train" in p.parent.name for p in events)
     assert any("validation" in p.parent.name for p in events)
+    run_log = RunLog(runs["run_dir"], NAME, [])
+    assert run_log.tensorboard_steps() == set(run_log.checkpoint_epochs()) == {1, 2}  # none for the NaN epoch

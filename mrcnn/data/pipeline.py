@@ -22,8 +22,9 @@ molded image side, A = anchors, G = MAX_GT_INSTANCES, T = RPN_TRAIN_ANCHORS_PER_
                                        / int32  "points" fields in pixels of the molded image); 0 = padding
 
 Per image, in order (all in TensorFlow except mask rasterisation):
-  1. read the file and decode it with ``tf.io`` (JPEG/PNG/BMP/GIF/WebP, no EXIF rotation), or call
-     ``dataset.load_image`` when a subclass overrides it;
+  1. decode the image with ``dataset.load_image`` (Pillow by default: JPEG/PNG/BMP/GIF/WebP, no EXIF
+     rotation) in ``tf.numpy_function``; an image that cannot be read is skipped, counted and named
+     (:class:`SkippedImages`), and training goes on;
   2. choose the scale as ``resize_image`` does (IMAGE_RESIZE_MODE "square" or "crop"), times a random
      scale-jitter factor when augmenting; resize bilinearly (half-pixel centres) and truncate like matterport;
   3. rasterise the masks directly at the resized size and read the instance fields with
@@ -52,9 +53,10 @@ import tensorflow as tf
 from mrcnn.data.augmentation import (NO_AUGMENTATION, adjust_colors, augment_image_and_masks,
                                      is_augmenter, random_flip, resolve, scale_jitter)
 from mrcnn.data.dataset import Dataset, DatasetError
+from mrcnn.data.image_loader import ImageLoader, SkippedImages
 from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.ops.image_meta import compose_image_meta_graph
-from mrcnn.ops.instance_fields import InstanceField, place_points, scale_points
+from mrcnn.ops.instance_fields import InstanceField, place_points
 from mrcnn.ops.masks import extract_bboxes_graph, minimize_masks_graph
 from mrcnn.ops.resize import resize_scale_graph
 from mrcnn.ops.rpn_targets import build_rpn_targets
@@ -68,7 +70,8 @@ _NUM_RANDOM_STREAMS = 7  # flip, scale, brightness, contrast, crop offset, insta
 def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, augment=True, seed: int | None = None,
                            repeat: bool = True, deterministic: bool | None = None,
                            instance_fields: tuple[InstanceField, ...] | list = (),
-                           no_augmentation_sources=None, batch_size: int | None = None) -> tf.data.Dataset:
+                           no_augmentation_sources=None, batch_size: int | None = None,
+                           skipped: "SkippedImages | None" = None) -> tf.data.Dataset:
     """Batches of training inputs (see the module docstring for keys, shapes and dtypes).
 
     Args:
@@ -84,6 +87,7 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
       instance_fields: extra per-instance ground truth to load (the ROI heads' ``instance_fields``).
       no_augmentation_sources: dataset sources (``image_info["source"]``) whose images are not augmented.
       batch_size: images per batch; default config.BATCH_SIZE.
+      skipped: collects the images that could not be read (a fresh one is made when None).
     Returns:
       A ``tf.data.Dataset`` of dicts, batched (an incomplete last batch is dropped).
     Raises:
@@ -99,10 +103,11 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
         seed = random.SystemRandom().randrange(2 ** 31)
     return _build(dataset, config, augment=augment, shuffle=shuffle, repeat=repeat, seed=seed,
                   deterministic=deterministic, training=True, fields=tuple(instance_fields),
-                  skip_sources=set(no_augmentation_sources or ()), batch_size=batch_size)
+                  skip_sources=set(no_augmentation_sources or ()), batch_size=batch_size,
+                  skipped=skipped or SkippedImages())
 
 
-def build_validation_dataset(dataset: Dataset, config, *, instance_fields=()) -> tf.data.Dataset:
+def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), skipped=None) -> tf.data.Dataset:
     """One deterministic pass over the images: no augmentation, no shuffle, no repeat.
 
     Same element structure as :func:`build_training_dataset`; an incomplete last batch is dropped
@@ -110,14 +115,14 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=()) ->
     """
     return _build(dataset, config, augment=NO_AUGMENTATION, shuffle=False, repeat=False, seed=0,
                   deterministic=True, training=False, fields=tuple(instance_fields), skip_sources=set(),
-                  batch_size=None)
+                  batch_size=None, skipped=skipped or SkippedImages())
 
 
 # ---------------------------------------------------------------- assembly
 def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields, skip_sources,
-           batch_size) -> tf.data.Dataset:
+           batch_size, skipped) -> tf.data.Dataset:
     _check_inputs(dataset, config)
-    loader = _ImageLoader(dataset, fields, skip_sources)
+    loader = ImageLoader(dataset, fields, skip_sources, skipped)
     prepare = _Preparer(config, augment, training, fields)
     count = len(dataset.image_ids)
     ids = tf.data.Dataset.range(count)
@@ -131,12 +136,15 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
         element_seed = tf.stack([base_seed, element_number])
         augmentable = loader.augmentable(image_id)
         loaded = loader.load(image_id, lambda hw, seed: prepare.resize_plan(hw, seed, augmentable), element_seed)
-        return prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed, augmentable)
+        inputs = prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed, augmentable)
+        return inputs, loaded["readable"]
 
     options = tf.data.Options()
     options.deterministic = deterministic
     return (ids.enumerate()
             .map(load_and_prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .filter(lambda inputs, readable: readable)  # unreadable images are skipped (and named)
+            .map(lambda inputs, readable: inputs)
             .batch(batch_size or config.BATCH_SIZE, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))
@@ -157,82 +165,6 @@ def _check_inputs(dataset, config) -> None:
 def _random_streams(element_seed):
     """Independent stateless seeds, one per random decision: [_NUM_RANDOM_STREAMS, 2] int64."""
     return tf.random.experimental.stateless_split(element_seed, num=_NUM_RANDOM_STREAMS)
-
-
-# ---------------------------------------------------------------- loading
-class _ImageLoader:
-    """Decodes an image, and rasterises its masks and reads its instance fields at the size ``resize_plan`` chooses."""
-
-    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...], skip_sources: set):
-        self.dataset = dataset
-        self.fields = fields
-        self.augment_flags = tf.constant([info["source"] not in skip_sources for info in dataset.image_info])
-        self.decode_with_tf = type(dataset).load_image is Dataset.load_image
-        self.size_warned: set[int] = set()  # images whose file size differs from the annotated size
-        self.paths = tf.constant([str(info["path"]) for info in dataset.image_info])
-        active = np.stack([dataset.active_class_ids(i) for i in dataset.image_ids]).astype(np.float32)
-        self.active = tf.constant(active)  # [num_images, num_classes]
-
-    def active_class_ids(self, image_id):
-        return tf.gather(self.active, image_id)
-
-    def augmentable(self, image_id):
-        """bool scalar: False for images of ``no_augmentation_sources``."""
-        return tf.gather(self.augment_flags, image_id)
-
-    def load(self, image_id, resize_plan, element_seed) -> dict:
-        """Decode, choose the size, resize, rasterise.
-
-        Returns a dict:
-          image: [h, w, 3] float32 in [0, 255], resized. masks: [h, w, N] bool at the same size.
-          class_ids: [N] int32. fields: {name: [N, ...]} (points in pixels of the resized image).
-          original_hw: [2] int32, the decoded file's (H, W). scale: float64 scalar, the resize
-          factor (jitter included).
-        """
-        image = self._decode(image_id)
-        original_hw = tf.shape(image)[:2]
-        resized_hw, scale = resize_plan(original_hw, element_seed)
-        resized = tf.image.resize(image, resized_hw, method="bilinear", antialias=False)
-        resized = tf.floor(tf.clip_by_value(resized, 0.0, 255.0))  # matterport truncates to uint8
-        out_types = [tf.bool, tf.int32] + [tf.as_dtype(f.dtype) for f in self.fields]
-        masks, class_ids, *values = tf.numpy_function(self._instances, [image_id, original_hw, resized_hw],
-                                                      out_types, stateful=False)
-        masks.set_shape([None, None, None])
-        class_ids.set_shape([None])
-        fields = {}
-        for field, value in zip(self.fields, values):
-            value.set_shape([None, *field.shape])
-            if field.kind == "points":  # annotated on the image file: scale with the image
-                hw_scale = tf.cast(resized_hw, tf.float32) / tf.cast(original_hw, tf.float32)
-                value = scale_points(value, hw_scale[0], hw_scale[1])
-            fields[field.name] = value
-        return {"image": resized, "masks": masks, "class_ids": class_ids, "fields": fields,
-                "original_hw": original_hw, "scale": scale}
-
-    def _decode(self, image_id):
-        if self.decode_with_tf:
-            data = tf.io.read_file(tf.gather(self.paths, image_id))
-            image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-        else:
-            image = tf.numpy_function(self._load_image, [image_id], tf.uint8, stateful=False)
-        image.set_shape([None, None, 3])
-        return image
-
-    def _load_image(self, image_id):
-        return np.ascontiguousarray(self.dataset.load_image(int(image_id)), dtype=np.uint8)
-
-    def _instances(self, image_id, original_hw, resized_hw):
-        image_id = int(image_id)
-        info = self.dataset.image_info[image_id]
-        listed = (info.get("height"), info.get("width"))
-        if None not in listed and tuple(listed) != tuple(original_hw) and image_id not in self.size_warned:
-            self.size_warned.add(image_id)
-            log.warning("%s is %dx%d pixels but its annotations say %dx%d; masks are stretched to the image",
-                        info["path"], original_hw[1], original_hw[0], listed[1], listed[0])
-        masks, class_ids, values = self.dataset.load_instances_resized(
-            image_id, int(resized_hw[0]), int(resized_hw[1]), self.fields)
-        arrays = [np.asarray(values[f.name], dtype=f.dtype).reshape((-1, *f.shape)) for f in self.fields]
-        return [masks.astype(bool), class_ids.astype(np.int32), *arrays]
 
 
 # ---------------------------------------------------------------- per-image preparation

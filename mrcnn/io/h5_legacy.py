@@ -154,17 +154,23 @@ def open_h5(path) -> Iterator:
                                "download or copy was incomplete, fetch the file again") from None
         raise WeightsError(f"cannot read {path} as HDF5: {str(exc).splitlines()[0]}") from None
     with h5:
-        root = h5
-        if _attr(root.attrs, "layer_names") is None and "model_weights" in h5:
-            root = h5["model_weights"]
-        if _attr(root.attrs, "layer_names") is None:
-            hint = " (it looks like a Keras 3 .weights.h5 file)" if "layers" in h5 or "vars" in h5 else ""
-            raise WeightsError(f"{path} is an HDF5 file but not a Keras 2 weights file: "
-                               f"no layer_names attribute{hint}")
         try:
+            root = _weights_root(h5, path)
             yield root
-        except OSError as exc:
-            raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0]}") from None
+        except (OSError, KeyError, RuntimeError) as exc:  # h5py's ways of saying a block is unreadable
+            raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0].strip(chr(39))}") from None
+
+
+def _weights_root(h5, path):
+    """The group holding ``layer_names``: the file's root, or ``/model_weights`` of a Keras 2 full-model save."""
+    root = h5
+    if _attr(root.attrs, "layer_names") is None and "model_weights" in h5:
+        root = h5["model_weights"]
+    if _attr(root.attrs, "layer_names") is None:
+        hint = " (it looks like a Keras 3 .weights.h5 file)" if "layers" in h5 or "vars" in h5 else ""
+        raise WeightsError(f"{path} is an HDF5 file but not a Keras 2 weights file: "
+                           f"no layer_names attribute{hint}")
+    return root
 
 
 def read_file_layers(root, path) -> list[tuple[str, list[tuple[str, object]]]]:

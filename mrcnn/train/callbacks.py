@@ -94,7 +94,7 @@ class EpochRecorder(keras.callbacks.Callback):
         status = STATUS_NAN if failed else (STATUS_PARTIAL if self.model.stop_training else STATUS_OK)
         row = {"epoch": epoch + 1, "status": status, "layers": self.layers,
                "seconds": round(time.monotonic() - self._started, 1),
-               **{k: float(v) for k, v in logs.items() if _finite(v)}}
+               **{k: float(v) for k, v in logs.items()}}
         with signals_deferred():
             if failed:
                 if self.write:
@@ -146,6 +146,23 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class SkippedImagesReport(keras.callbacks.Callback):
+    """Names the images the input pipeline could not read (``mrcnn.data.image_loader.SkippedImages``) at the end
+    of each epoch, and puts their running count in the epoch's logs (``skipped_images``); training goes on."""
+
+    def __init__(self, skipped):
+        super().__init__()
+        self.skipped = skipped
+
+    def on_epoch_end(self, epoch, logs=None):
+        fresh = self.skipped.new()
+        if fresh:
+            shown = "; ".join(fresh[:5]) + (f"; and {len(fresh) - 5} more" if len(fresh) > 5 else "")
+            log.warning("epoch %d: %d unreadable image(s) skipped: %s", epoch + 1, len(fresh), shown)
+        if logs is not None:
+            logs["skipped_images"] = float(len(self.skipped))
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the learning rate to the epoch logs; must come before the CSV and TensorBoard loggers."""
 
@@ -154,7 +171,7 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks):
+def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks, skipped):
     """The NaN guard, the learning rate, and the epoch recorder (checkpoint, CSV, TensorBoard) of one stage.
 
     Returns (callbacks for ``fit``, the guard, the recorder). The chief claims the run folder, records the config in it and repairs its logs after an interrupted
@@ -170,4 +187,5 @@ def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks):
     guard = StopOnNonFiniteLoss()
     recorder = EpochRecorder(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch, run_log, layers, guard,
                              write=chief)
-    return [guard, LearningRateLogger(), recorder, *(custom_callbacks or [])], guard, recorder
+    return ([guard, LearningRateLogger(), SkippedImagesReport(skipped), recorder, *(custom_callbacks or [])],
+            guard, recorder)

@@ -31,9 +31,10 @@ RECORD_NOTE = "epoch_record"  # the checkpoint's attribute holding its row (h5_l
 
 def csv_columns(loss_names) -> tuple[str, ...]:
     """Columns of training_log.csv: the epoch number (= the checkpoint's NNNN), its status, the layer group,
-    the running means of the losses over the epoch, the validation losses, the learning rate, the seconds."""
+    the running means of the losses over the epoch, the validation losses, the learning rate, the number of
+    unreadable images skipped so far, the seconds."""
     return ("epoch", "status", "layers", "loss", *loss_names, "val_loss",
-            *(f"val_{name}" for name in loss_names), "learning_rate", "seconds")
+            *(f"val_{name}" for name in loss_names), "learning_rate", "skipped_images", "seconds")
 
 
 class RunLog:
@@ -84,7 +85,8 @@ class RunLog:
         import tensorflow as tf
 
         step = int(row["epoch"])
-        numbers = {k: float(v) for k, v in row.items() if k not in ("epoch", "seconds") and _is_number(v)}
+        numbers = {k: float(v) for k, v in row.items()
+                   if k not in ("epoch", "seconds", "skipped_images") and _is_number(v)}
         by_kind = {"train": {k: v for k, v in numbers.items() if not k.startswith("val_")},
                    "validation": {k[len("val_"):]: v for k, v in numbers.items() if k.startswith("val_")}}
         for kind, values in by_kind.items():

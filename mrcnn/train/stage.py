@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from mrcnn.data.image_loader import SkippedImages
 from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
 from mrcnn.modeling.roi_heads import instance_fields
 from mrcnn.train.callbacks import stage_callbacks
@@ -33,10 +34,13 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
         log.info("already at epoch %d >= %d: nothing to train", mrcnn_model.epoch, epochs)
         return None
     fields = instance_fields(mrcnn_model.roi_heads)
+    skipped = SkippedImages()  # unreadable images: skipped, counted and named at the end of each epoch
     train_data = build_training_dataset(train_dataset, config, augment=augmentation, instance_fields=fields,
-                                        no_augmentation_sources=no_augmentation_sources, **pipeline_options)
+                                        no_augmentation_sources=no_augmentation_sources, skipped=skipped,
+                                        **pipeline_options)
     val_steps = validation_steps(val_dataset, config) if val_dataset is not None else 0
-    val_data = build_validation_dataset(val_dataset, config, instance_fields=fields).take(val_steps) if val_steps else None
+    val_data = build_validation_dataset(val_dataset, config, instance_fields=fields,
+                                                 skipped=skipped).take(val_steps) if val_steps else None
     if val_dataset is not None and not val_steps:
         log.warning("validation set has fewer images than the batch size %d: no validation", config.BATCH_SIZE)
 
@@ -47,7 +51,8 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
     with mrcnn_model.strategy.scope():
         trainer = TrainingModel(mrcnn_model.keras_model, config, terms)
         trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
-    callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks)
+    callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks,
+                                                 skipped)
     try:
         history = trainer.fit(
             train_data,
