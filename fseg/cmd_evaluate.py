@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import click
 
-from fseg.cli_util import EXIT_USAGE, CommandError, echo_err, user_errors
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
+                           user_errors)
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -92,17 +93,21 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
     with user_errors(EvaluationError):
         gt = load_ground_truth(annotations)
     images = list(gt.dataset["images"])[:limit] if limit else list(gt.dataset["images"])
-    if results_path is not None:
-        run, source = read_results(results_path), str(results_path)
-        out_dir = out_dir or results_path.parent
-    else:
-        run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations)
-        source = str(out_dir / RESULTS_FILE)
-    metrics = score(gt, run, images, by, map_min_score, source)
-    metrics["info"] = {"annotations": str(annotations), "results": source, "limit": limit,
-                       "missing_images": run.missing, "unreadable_images": run.unreadable,
-                       **({} if results_path is not None else info)}
-    write_metrics(out_dir, metrics)
+    try:
+        with exit_on_signals("results.json and metrics.json are written only when the run ends: none was"):
+            if results_path is not None:
+                run, source = read_results(results_path), str(results_path)
+                out_dir = out_dir or results_path.parent
+            else:
+                run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations)
+                source = str(out_dir / RESULTS_FILE)
+            metrics = score(gt, run, images, by, map_min_score, source)
+            metrics["info"] = {"annotations": str(annotations), "results": source, "limit": limit,
+                               "missing_images": run.missing, "unreadable_images": run.unreadable,
+                               **({} if results_path is not None else info)}
+            write_metrics(out_dir, metrics)
+    except OSError as exc:  # a full or read-only disk
+        raise CommandError(os_error_message(exc), EXIT_FAILED) from None
     click.echo(format_report(metrics))
     echo_err(f"Wrote {out_dir / METRICS_FILE}" + ("" if results_path is not None else f" and {RESULTS_FILE}"))
     if run.problems:

@@ -8,30 +8,18 @@ The command only parses options and wires library pieces together:
 from __future__ import annotations
 
 import glob
-import re
+import queue
 import sys
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import click
 
-from fseg.cli_util import EXIT_USAGE, CommandError, echo_err
+from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message
+from fseg.predict_output import InputImage, PredictionWriter, check_output_names
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-PREDICTIONS_FILE = "predictions.json"
-IMAGES_FILE = "images.json"
-CROPS_DIR = "crops"
-
-
-@dataclass
-class InputImage:
-    """One input photo and the names of its outputs."""
-
-    path: Path
-    image_id: int
-    out_stem: str  # unique among the run's inputs (``x``, ``x_2`` when two inputs are called x.*)
-    overlay_name: str  # ``<out_stem>.jpg`` for JPEG inputs, ``<out_stem>.png`` otherwise
 
 
 @click.command("predict")
@@ -52,7 +40,9 @@ class InputImage:
 @click.option("--crops", is_flag=True,
               help="Also write each detected garment as a transparent PNG: crops/<stem>_<k>_<class>.png.")
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay images (JSON only, plus crops if asked).")
-def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay):
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run into the same --out: images it finished are not done again.")
+def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay, resume):
     """Find and segment garments in photos.
 
     INPUT is an image file, a folder (its .jpg/.jpeg/.png/.bmp/.webp files,
@@ -69,14 +59,18 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
                                (for pycocotools: COCO('images.json').loadRes(...))
       crops/                   with --crops: one RGBA cut-out per garment
 
-    An unreadable image is reported and skipped; the others are processed and
-    the exit code is 1. The config and weights files used are printed first.
+    Results are written as each image finishes (memory does not grow with the
+    number of images); the two JSON files are assembled at the end. An
+    interrupted run (Ctrl-C, kill, power loss) is continued with --resume. An
+    unreadable image is reported and skipped; the others are processed and the
+    exit code is 1. The config and weights files used are printed first.
 
     \b
     Examples:
       fseg predict test_img/ --out Result/
       fseg predict shop.jpg street.jpg --out out/ --crops --min-confidence 0.5
       fseg predict 'photos/*.jpg' --out out/ --weights last --batch-size 2
+      fseg predict big_folder/ --out out/ --resume     # after an interruption
     """
     from fseg import runtime
 
@@ -92,14 +86,25 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     if not no_overlay:
         refuse_overwriting_inputs(images, out_dir)
     runtime.check_out_dir(out_dir)
+    check_output_names(out_dir, crops)
     echo_err(f"Config:  {config_source}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
     model, _ = runtime.load_model(config, choice.path)
     runtime.prepare_out_dir(out_dir)
-    writer = OutputWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops)
-    failed = run_detection(images, model.detect, config.BATCH_SIZE, writer.add)
-    writer.finish(info={"config": config_source, "weights": str(choice.path),
-                        "min_confidence": float(config.DETECTION_MIN_CONFIDENCE)})
+    writer = PredictionWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops, resume=resume)
+    todo = [item for item in images if str(item.path) not in writer.done]
+    if resume:
+        echo_err(f"Resuming: {len(images) - len(todo)} of {len(images)} images were done before")
+    try:
+        with exit_on_signals(f"the images finished so far are kept in {out_dir}/; continue with --resume"):
+            failed = run_detection(todo, model.detect, config.BATCH_SIZE, writer.add)
+            writer.finish(info={"config": config_source, "weights": str(choice.path),
+                                "min_confidence": float(config.DETECTION_MIN_CONFIDENCE)})
+    except OSError as exc:  # a full or read-only disk while writing
+        raise CommandError(f"{os_error_message(exc)}; the images finished so far are kept in {out_dir}/, "
+                           f"continue with --resume", EXIT_FAILED) from None
+    finally:
+        writer.close()
     echo_err(writer.summary())
     if failed:
         raise CommandError(f"{len(failed)} of {len(images)} images could not be read: "
@@ -217,7 +222,7 @@ def run_detection(
 
     failed: list[Path] = []
     with tqdm(total=len(images), unit="img", desc="predict", file=sys.stderr, disable=None) as bar:
-        for batch in read_batches(images, batch_size, failed, bar):
+        for batch in read_ahead(read_batches(images, batch_size, failed, bar)):
             pixels = [image for _, image in batch]
             pixels += [pixels[-1]] * (batch_size - len(pixels))
             results = detect(pixels, verbose=0)
@@ -247,86 +252,22 @@ def read_batches(images: Iterable[InputImage], batch_size: int, failed: list[Pat
         yield batch
 
 
-# ------------------------------------------------------------------ outputs
-def crop_file_name(stem: str, rank: int, class_name: str) -> str:
-    """``<stem>_<rank>_<class>.png`` with the class name reduced to [a-z0-9_]: ``test_1_short_sleeve_top.png``."""
-    slug = re.sub(r"[^0-9a-z]+", "_", class_name.lower()).strip("_") or "object"
-    return f"{stem}_{rank}_{slug}.png"
+def read_ahead(batches: Iterator[list]) -> Iterator[list]:
+    """The same batches, decoded one batch ahead in a background thread while the model runs on the current one."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
 
+    def produce():
+        try:
+            for batch in batches:
+                ready.put(batch)
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, which raises it)
+            ready.put(exc)
+        ready.put(done)
 
-class OutputWriter:
-    """Writes overlays and crops as results arrive, and the two JSON files at the end (all atomically)."""
-
-    def __init__(self, out_dir: Path, class_names: Sequence[str], *, overlays: bool, crops: bool):
-        self.out_dir = out_dir
-        self.class_names = list(class_names)
-        self.overlays = overlays
-        self.crops = crops
-        self.records: list[dict] = []
-        self.images: list[dict] = []
-        self.crop_count = 0
-
-    def add(self, item: InputImage, image, detections: dict) -> None:
-        """Save the outputs of one image. ``image`` [H, W, 3] uint8 RGB; ``detections`` as MaskRCNN.detect gives."""
-        from mrcnn.eval.results import detections_to_records, images_record
-        from mrcnn.io.images import write_image
-        from mrcnn.io.overlay import draw_instances
-
-        records = detections_to_records(detections, item.image_id, self.class_names, file_name=item.path.name)
-        if self.overlays:
-            overlay = draw_instances(image, detections["rois"], detections["masks"], detections["class_ids"],
-                                     self.class_names, detections["scores"])
-            write_image(self.out_dir / item.overlay_name, overlay)
-        if self.crops:
-            self._write_crops(item, image, detections, records)
-        height, width = image.shape[:2]
-        self.images.append(images_record(item.image_id, item.path.name, height, width, path=str(item.path),
-                                         overlay=item.overlay_name if self.overlays else None))
-        self.records.extend(records)
-
-    def _write_crops(self, item: InputImage, image, detections: dict, records: list[dict]) -> None:
-        """One RGBA PNG per detection with a non-empty mask; its name goes into the record's "crop"."""
-        from mrcnn.io.images import write_image
-        from mrcnn.io.overlay import cutout_rgba
-
-        crops_dir = self.out_dir / CROPS_DIR
-        crops_dir.mkdir(exist_ok=True)
-        for k, record in enumerate(records):
-            mask = detections["masks"][:, :, k]
-            box = detections["rois"][k]
-            if not mask[box[0]:box[2], box[1]:box[3]].any():
-                record["crop"] = None
-                continue
-            name = crop_file_name(item.out_stem, k + 1, record["category_name"])
-            write_image(crops_dir / name, cutout_rgba(image, mask, box))
-            record["crop"] = f"{CROPS_DIR}/{name}"
-            self.crop_count += 1
-
-    def finish(self, info: dict) -> None:
-        """Write predictions.json (the list of result records) and images.json (images, categories)."""
-        import datetime as dt
-
-        from mrcnn.eval.results import categories_records
-        from mrcnn.io.files import write_json
-
-        info = {"description": "fseg predict", "date_created": dt.datetime.now().isoformat(timespec="seconds"),
-                **info}
-        write_json(self.out_dir / PREDICTIONS_FILE, self.records)
-        write_json(self.out_dir / IMAGES_FILE, {"info": info, "images": self.images,
-                                                 "categories": categories_records(self.class_names),
-                                                 "annotations": []})
-
-    def summary(self) -> str:
-        """One line: what was written where, e.g. ``6 images, 9 detections -> Result/ (...)``."""
-        written = [PREDICTIONS_FILE, IMAGES_FILE]
-        if self.overlays:
-            written.append(counted(len(self.images), "overlay"))
-        if self.crops:
-            written.append(f"{counted(self.crop_count, 'crop')} in {CROPS_DIR}/")
-        return (f"{counted(len(self.images), 'image')}, {counted(len(self.records), 'detection')} -> "
-                f"{self.out_dir}/ ({', '.join(written)})")
-
-
-def counted(n: int, noun: str) -> str:
-    """``"1 image"``, ``"3 images"``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    thread = threading.Thread(target=produce, name="predict-read-ahead", daemon=True)
+    thread.start()
+    while (item := ready.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -1,7 +1,7 @@
 """matterport's Mask R-CNN re-implemented on TensorFlow 2 / Keras 3, in visible levels.
 
 matterport's module paths are kept at the top: ``mrcnn.model`` (``MaskRCNN``),
-``mrcnn.config`` (``Config``), ``mrcnn.visualize``. Below them, each subpackage is
+``mrcnn.config`` (``Config``), ``mrcnn.utils``, ``mrcnn.visualize``. Below them, each subpackage is
 one level and imports only from the levels before it (``tests/test_architecture.py``
 checks this):
 
@@ -15,7 +15,9 @@ checks this):
     data/       2  Dataset API, COCO reader, tf.data pipeline, augmentation
     eval/       2  COCO AP, matterport's mAP, COCO results records (NumPy + pycocotools)
     train/      3  layer groups, loss table, train step, callbacks, stages and schedules, checkpoints
-    model       4  MaskRCNN: matterport's public API over all of the above
+    model       4  MaskRCNN and matterport's module functions (model_functions), over all of the above
+    utils       4  matterport's utils: box, mask and AP helpers, Dataset
+    visualize   4  matterport's matplotlib display functions (and the CLI's OpenCV drawing)
 
 Importing ``mrcnn`` is cheap; TensorFlow loads when a model module is imported
 (``from mrcnn.model import MaskRCNN``). See docs/ARCHITECTURE.md.

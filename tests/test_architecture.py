@@ -39,8 +39,10 @@ MRCNN_LEVELS = {
 # The CLI: thin commands over fseg.runtime; no command imports another (fseg.cli registers them all).
 FSEG_PARTS = {
     "fseg.cli_util": set(), "fseg.runtime": {"fseg.cli_util"}, "fseg": set(), "fseg.__main__": {"fseg.cli"},
+    "fseg.predict_output": {"fseg.cli_util"},
     "fseg.cli": {"fseg", "fseg.cli_util", *(f"fseg.{p.stem}" for p in (REPO / "fseg").glob("cmd_*.py"))},
-    **{f"fseg.{p.stem}": {"fseg.runtime", "fseg.cli_util"} for p in (REPO / "fseg").glob("cmd_*.py")},
+    **{f"fseg.{p.stem}": {"fseg.runtime", "fseg.cli_util", "fseg.predict_output"}
+       for p in (REPO / "fseg").glob("cmd_*.py")},
 }
 # Modules that must load without TensorFlow or Keras (module-level imports, followed transitively).
 LIGHT = ["mrcnn", "mrcnn.config", "mrcnn.registry", "mrcnn.data", "mrcnn.data.dataset", "mrcnn.data.coco",

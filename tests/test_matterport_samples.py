@@ -15,6 +15,7 @@ import skimage.draw
 import skimage.io
 
 from mrcnn import model as modellib
+from mrcnn import utils, visualize
 from mrcnn.config import Config
 
 SIDE = 64
@@ -51,9 +52,7 @@ class InferenceConfig(ShapesConfig):
 
 
 def shapes_dataset_class():
-    from mrcnn.data import Dataset
-
-    class Shapes(Dataset):
+    class Shapes(utils.Dataset):
         """Squares, circles and triangles on a plain background, drawn on the fly (the shapes sample's idea)."""
 
         def load_shapes(self, count, seed):
@@ -136,6 +135,30 @@ def test_inference_loads_the_last_checkpoint_and_detects(trained, shapes):
     (again,) = inference.detect_molded(molded, metas)
     np.testing.assert_array_equal(again["rois"], r["rois"])
     np.testing.assert_array_equal(again["class_ids"], r["class_ids"])
+
+    # The shapes notebook's evaluation: utils.compute_ap over a few images, averaged.
+    aps = []
+    for image_id in val.image_ids:
+        image, image_meta, gt_class_id, gt_bbox, gt_mask = modellib.load_image_gt(
+            val, InferenceConfig(), image_id, use_mini_mask=False)
+        r = inference.detect([image], verbose=0)[0]
+        ap, precisions, recalls, overlaps = utils.compute_ap(gt_bbox, gt_class_id, gt_mask, r["rois"],
+                                                              r["class_ids"], r["scores"], r["masks"])
+        assert overlaps.shape == (len(r["class_ids"]), len(gt_class_id))
+        assert len(precisions) == len(recalls) == len(r["class_ids"]) + 2  # with matterport's padding
+        aps.append(ap)
+    assert len(aps) == 4 and all(np.isfinite(aps))
+
+    # ... and its picture of the detections, into a figure of our own.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, figsize=(4, 4))
+    visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], val.class_names, r["scores"], ax=ax)
+    assert len(ax.texts) == len(r["class_ids"])  # one caption per detection
+    plt.close(fig)
 
 
 def test_load_image_gt_returns_matterports_five_values(shapes):

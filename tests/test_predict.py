@@ -285,33 +285,6 @@ def test_help_teaches():
 
 
 # ------------------------------------------------------------------ end to end, real model
-SMALL_CONFIG = """
-NAME = "smallfashion"
-NUM_CLASSES = 14
-BACKBONE = "resnet50"
-IMAGES_PER_GPU = 1
-IMAGE_MIN_DIM = 256
-IMAGE_MAX_DIM = 256
-POST_NMS_ROIS_INFERENCE = 100
-DETECTION_MAX_INSTANCES = 20
-DETECTION_MIN_CONFIDENCE = 0.0
-"""
-
-
-@pytest.fixture(scope="module")
-def small_model_files(tmp_path_factory):
-    """A small config TOML and a random-init model's weights saved by MaskRCNN.save_weights."""
-    from mrcnn.config import load_config
-    from mrcnn.model import MaskRCNN
-
-    folder = tmp_path_factory.mktemp("small_model")
-    config_path = folder / "small.toml"
-    config_path.write_text(SMALL_CONFIG + f"CLASS_NAMES = {json.dumps(load_config(FASHION_CONFIG).CLASS_NAMES)}\n")
-    model = MaskRCNN(mode="inference", config=load_config(config_path), model_dir=str(folder / "logs"))
-    model.save_weights(str(folder / "small.h5"))
-    return config_path, folder / "small.h5"
-
-
 @pytest.mark.slow
 def test_predict_end_to_end_on_test_img(small_model_files, tmp_path):
     config_path, weights_path = small_model_files

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -199,6 +200,7 @@ def check_results(gt: COCO, records: Sequence[Any], source: str = "results") -> 
             raise EvaluationError(f"{source}: record {k} is not a detection (needs image_id, category_id, score)")
         if not ("bbox" in r or "segmentation" in r):
             raise EvaluationError(f"{source}: record {k} has neither bbox nor segmentation")
+        _check_record_values(r, k, source)
     for key, known, what in (("image_id", gt.imgs, "image ids"), ("category_id", gt.cats, "category ids")):
         bad = sorted({r[key] for r in records if r[key] not in known}, key=str)
         if bad:
@@ -212,6 +214,36 @@ def check_results(gt: COCO, records: Sequence[Any], source: str = "results") -> 
         if any(flags) and not all(flags):
             raise EvaluationError(f"{source}: some records have '{key}' and some do not")
     return bool(records) and all(has_boxes), bool(records) and all(has_masks)
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_record_values(record: dict, index: int, source: str) -> None:
+    """Types and values of one record: a finite score, a bbox of 4 finite numbers, RLE counts as a string or a
+    list of integers, polygons of numbers. Raises EvaluationError naming the record."""
+    where = f"{source}: record {index}"
+    if not _finite_number(record["score"]):
+        raise EvaluationError(f"{where}: score must be a finite number, got {record['score']!r}")
+    if "bbox" in record:
+        box = record["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(_finite_number(v) for v in box)):
+            raise EvaluationError(f"{where}: bbox must be [x, y, width, height] finite numbers, got {box!r}")
+    if "segmentation" in record:
+        segmentation = record["segmentation"]
+        if isinstance(segmentation, dict):
+            counts, size = segmentation.get("counts"), segmentation.get("size")
+            counts_ok = isinstance(counts, str) or (isinstance(counts, list) and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts))
+            size_ok = isinstance(size, list) and len(size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            if not (counts_ok and size_ok):
+                raise EvaluationError(f"{where}: segmentation RLE needs counts (a string or a list of counts) "
+                                      f"and size [height, width]")
+        elif not (isinstance(segmentation, list) and all(
+                isinstance(p, list) and all(_finite_number(v) for v in p) for p in segmentation)):
+            raise EvaluationError(f"{where}: segmentation must be RLE or a list of polygons of finite numbers")
 
 
 def check_gt_segmentations(gt: COCO, image_ids: Iterable[int]) -> None:
