@@ -349,7 +349,7 @@ def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
     results = []
     try:
         for process in processes:
-            stdout, stderr = process.communicate(timeout=600)
+            stdout, stderr = process.communicate(timeout=1500)
             results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
     finally:
         for process in processes:
@@ -409,7 +409,7 @@ def test_two_workers_read_and_decode_disjoint_shards_covering_the_set(split, tmp
     results = []
     try:
         for process in processes:
-            stdout, stderr = process.communicate(timeout=600)
+            stdout, stderr = process.communicate(timeout=1500)
             results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
     finally:
         for process in processes:

@@ -109,7 +109,7 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
     return _build(dataset, config, augment=augment, shuffle=shuffle, repeat=repeat, seed=seed,
                   deterministic=deterministic, training=True, fields=tuple(instance_fields),
                   skip_sources=set(no_augmentation_sources or ()), batch_size=batch_size,
-                  skipped=skipped or SkippedImages(), shard=shard)
+                  skipped=SkippedImages() if skipped is None else skipped, shard=shard)
 
 
 def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), skipped=None) -> tf.data.Dataset:
@@ -120,7 +120,7 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), sk
     """
     return _build(dataset, config, augment=NO_AUGMENTATION, shuffle=False, repeat=False, seed=0,
                   deterministic=True, training=False, fields=tuple(instance_fields), skip_sources=set(),
-                  batch_size=None, skipped=skipped or SkippedImages(), shard=None)
+                  batch_size=None, skipped=SkippedImages() if skipped is None else skipped, shard=None)
 
 
 # ---------------------------------------------------------------- assembly
