@@ -16,6 +16,7 @@ COMMANDS = [
     ("fseg.cmd_train", "train"),
     ("fseg.cmd_predict", "predict"),
     ("fseg.cmd_evaluate", "evaluate"),
+    ("fseg.cmd_export", "export"),
     ("fseg.cmd_weights", "weights"),
 ]
 
@@ -34,6 +35,7 @@ def cli() -> None:
       fseg train --annotations train.json --images DeepFashion2/train/image --weights mask_rcnn_coco.h5
       fseg evaluate --annotations val.json --images DeepFashion2/validation/image --weights last
       fseg predict test_img/ --out Result/
+      fseg export --weights last --out exports/fashion/1
     Run `fseg COMMAND --help` for each command's options.
     """
 

@@ -11,7 +11,9 @@ import glob
 import queue
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterable, Iterator, Sequence
 
 import click
@@ -40,9 +42,12 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 @click.option("--crops", is_flag=True,
               help="Also write each detected garment as a transparent PNG: crops/<stem>_<k>_<class>.png.")
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay images (JSON only, plus crops if asked).")
+@click.option("--model", "-m", "model_dir", default=None, type=click.Path(path_type=Path), metavar="EXPORT_DIR",
+              help="Run a model exported with `fseg export` (a SavedModel folder) instead of --weights/--config.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run into the same --out: images it finished are not done again.")
-def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay, resume):
+def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay, resume,
+            model_dir):
     """Find and segment garments in photos.
 
     INPUT is an image file, a folder (its .jpg/.jpeg/.png/.bmp/.webp files,
@@ -64,6 +69,8 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     interrupted run (Ctrl-C, kill, power loss) is continued with --resume. An
     unreadable image is reported and skipped; the others are processed and the
     exit code is 1. The config and weights files used are printed first.
+    With --model EXPORT_DIR the exported model runs instead (same outputs; its
+    thresholds were fixed at export, --min-confidence can only raise them).
 
     \b
     Examples:
@@ -71,25 +78,23 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
       fseg predict shop.jpg street.jpg --out out/ --crops --min-confidence 0.5
       fseg predict 'photos/*.jpg' --out out/ --weights last --batch-size 2
       fseg predict big_folder/ --out out/ --resume     # after an interruption
+      fseg predict test_img/ --out out/ --model exports/fashion/1
     """
     from fseg import runtime
 
     images = plan_inputs(expand_inputs(inputs))
-    named, _ = runtime.load_config(config_path)
-    if not named.NAME and not weights:
-        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights); "
-                           f"give --weights FILE", EXIT_USAGE)
-    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
-    config, config_source = runtime.load_config(config_path, weights=choice,
-                                                overrides=inference_overrides(batch_size, min_confidence))
-    check_batchable(config)
+    if model_dir is None:
+        plan = plan_checkpoint(weights, config_path, batch_size, min_confidence)
+    else:
+        plan = plan_export(model_dir, weights, config_path, batch_size, min_confidence)
+    config = plan.config
     if not no_overlay:
         refuse_overwriting_inputs(images, out_dir)
     runtime.check_out_dir(out_dir)
     check_output_names(out_dir, crops)
-    echo_err(f"Config:  {config_source}")
-    echo_err(f"Weights: {choice.path} ({choice.reason})")
-    model, _ = runtime.load_model(config, choice.path)
+    for line in plan.shown:
+        echo_err(line)
+    model = plan.load()
     runtime.prepare_out_dir(out_dir)
     writer = PredictionWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops, resume=resume)
     todo = [item for item in images if str(item.path) not in writer.done]
@@ -98,8 +103,7 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     try:
         with exit_on_signals(f"the images finished so far are kept in {out_dir}/; continue with --resume"):
             failed = run_detection(todo, model.detect, config.BATCH_SIZE, writer.add)
-            writer.finish(info={"config": config_source, "weights": str(choice.path),
-                                "min_confidence": float(config.DETECTION_MIN_CONFIDENCE)})
+            writer.finish(info={**plan.info, "min_confidence": float(config.DETECTION_MIN_CONFIDENCE)})
     except OSError as exc:  # a full or read-only disk while writing
         raise CommandError(f"{os_error_message(exc)}; the images finished so far are kept in {out_dir}/, "
                            f"continue with --resume", EXIT_FAILED) from None
@@ -109,6 +113,87 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     if failed:
         raise CommandError(f"{len(failed)} of {len(images)} images could not be read: "
                            + ", ".join(str(p) for p in failed[:5]) + (" ..." if len(failed) > 5 else ""))
+
+
+# ------------------------------------------------------------------ the model
+@dataclass
+class ModelPlan:
+    """The model a run will use, known before it is loaded: ``config`` (BATCH_SIZE, DETECTION_MIN_CONFIDENCE,
+    class_names()), the lines printed before loading, the facts recorded in images.json, and ``load()`` -> an
+    object with ``MaskRCNN.detect``'s interface."""
+
+    config: object
+    shown: list[str]
+    info: dict
+    load: Callable[[], object]
+
+
+def plan_checkpoint(weights, config_path, batch_size, min_confidence):
+    """The ModelPlan of a weights file (``MaskRCNN``)."""
+    from fseg import runtime
+
+    named, _ = runtime.load_config(config_path)
+    if not named.NAME and not weights:
+        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights); "
+                           f"give --weights FILE", EXIT_USAGE)
+    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
+    config, config_source = runtime.load_config(config_path, weights=choice,
+                                                overrides=inference_overrides(batch_size, min_confidence))
+    check_batchable(config)
+    return ModelPlan(config, [f"Config:  {config_source}", f"Weights: {choice.path} ({choice.reason})"],
+                     {"config": config_source, "weights": str(choice.path)},
+                     lambda: runtime.load_model(config, choice.path)[0])
+
+
+def plan_export(model_dir: Path, weights, config_path, batch_size, min_confidence):
+    """The ModelPlan of an ``fseg export`` folder (``ExportedModel``), checked without loading it (exit 2 for a
+    folder that is no export, or for options an export fixes)."""
+    from mrcnn.export.saved_model import ExportError, read_class_names, read_export_info
+
+    given = [name for name, value in (("--weights", weights), ("--config", config_path),
+                                      ("--batch-size", batch_size)) if value is not None]
+    if given:
+        raise CommandError(f"--model runs an exported model; {', '.join(given)} cannot be used with it", EXIT_USAGE)
+    try:
+        class_names, info = read_class_names(model_dir), read_export_info(model_dir)
+    except ExportError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    exported_min = float(info.get("detection_min_confidence", 0.0))
+    if min_confidence is not None and min_confidence < exported_min:
+        raise CommandError(f"--min-confidence {min_confidence} is below the export's {exported_min} (fixed when "
+                           f"it was exported); give at least {exported_min} or export again", EXIT_USAGE)
+    threshold = exported_min if min_confidence is None else float(min_confidence)
+    config = SimpleNamespace(BATCH_SIZE=1, DETECTION_MIN_CONFIDENCE=threshold, class_names=lambda: class_names)
+
+    def load():
+        from fseg.cli_util import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from mrcnn.export.adapter import ExportedModel
+
+        try:
+            model = ExportedModel(model_dir)
+        except ExportError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        if threshold > exported_min:
+            model.detect = keep_scores_from(model.detect, threshold)
+        return model
+
+    return ModelPlan(config, [f"Model:   {model_dir} (exported from {info.get('weights', 'unknown weights')})"],
+                     {"model": str(model_dir), "weights": info.get("weights")}, load)
+
+
+def keep_scores_from(detect: Callable, threshold: float) -> Callable:
+    """``detect`` whose results keep only the detections scoring at least ``threshold``."""
+    def filtered(images, verbose: int = 0):
+        results = detect(images, verbose=verbose)
+        for result in results:
+            keep = result["scores"] >= threshold
+            for key in ("rois", "class_ids", "scores"):
+                result[key] = result[key][keep]
+            result["masks"] = result["masks"][:, :, keep]
+        return results
+    return filtered
 
 
 # ------------------------------------------------------------------ inputs

@@ -34,6 +34,7 @@ MRCNN_LEVELS = {
     "mrcnn.model": {"mrcnn.train", "mrcnn.eval", "mrcnn.model_functions"},
     "mrcnn.utils": {"mrcnn.model"},
     "mrcnn.visualize": {"mrcnn.utils"},
+    "mrcnn.export": {"mrcnn.model"},  # level 5: exported SavedModels, built from the whole model
     "mrcnn": set(),  # the package __init__: a docstring
 }
 # The CLI: thin commands over fseg.runtime; no command imports another (fseg.cli registers them all).
@@ -47,7 +48,7 @@ FSEG_PARTS = {
 # Modules that must load without TensorFlow or Keras (module-level imports, followed transitively).
 LIGHT = ["mrcnn", "mrcnn.config", "mrcnn.registry", "mrcnn.data", "mrcnn.data.dataset", "mrcnn.data.coco",
          "mrcnn.ops.anchors", "mrcnn.ops.box_frames", "mrcnn.ops.image_meta", "mrcnn.ops.masks",
-         "mrcnn.ops.resize", "mrcnn.ops.unmold", "mrcnn.train", "mrcnn.train.checkpoints",
+         "mrcnn.ops.resize", "mrcnn.ops.unmold", "mrcnn.train", "mrcnn.train.checkpoints", "mrcnn.export.saved_model",
          "fseg.cli", "fseg.runtime"]
 LIGHT_PACKAGES = ["df2coco", "mrcnn.io", "mrcnn.eval"]  # every module of these
 

@@ -9,6 +9,10 @@
 
 Anchors are computed in float64 pixels and normalized (see ``boxes.norm_boxes``)
 before they are cast to float32, exactly as matterport does.
+
+:func:`get_anchors_graph` is the TensorFlow twin of :func:`get_anchors` for exported models,
+whose molded image size is known only inside the graph (``tests/test_export_twins.py`` keeps
+the two bit-equal). NumPy at import time; the ``_graph`` function imports TensorFlow when called.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import math
 
 import numpy as np
 
-from mrcnn.ops.box_frames import norm_boxes
+from mrcnn.ops.box_frames import PIXEL_SHIFT, norm_boxes
 
 
 def compute_backbone_shapes(image_shape, strides):
@@ -103,3 +107,36 @@ def get_anchors(image_shape, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),
     image_hw = (int(image_shape[0]), int(image_shape[1]))
     return _cached_anchors(image_hw, tuple(scales), tuple(float(r) for r in ratios),
                            tuple(int(s) for s in strides), int(anchor_stride))
+
+
+def get_anchors_graph(image_hw, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),
+                      strides=(4, 8, 16, 32, 64), anchor_stride=1):
+    """:func:`get_anchors` in TensorFlow, for a molded size known only inside a graph.
+
+    The same float64 operations in the same order, then normalized and cast to float32, so the
+    result is bit-equal to get_anchors.
+    Args:
+      image_hw: [(height, width)] int tensor (or ints) of the molded image, pixels.
+      scales, ratios, strides, anchor_stride: Python settings, as in get_anchors.
+    Returns:
+      [A, (y1, x1, y2, x2)] float32, normalized to the molded image.
+    """
+    import tensorflow as tf
+
+    image_hw = tf.cast(image_hw, tf.int32)
+    ratios = np.asarray([float(r) for r in ratios], dtype=np.float64)
+    levels = []
+    for scale, stride in zip(scales, strides):
+        half_h = tf.constant(0.5 * (scale / np.sqrt(ratios)))  # [R] float64
+        half_w = tf.constant(0.5 * (scale * np.sqrt(ratios)))  # [R]
+        feature_hw = (image_hw + stride - 1) // stride  # ceil(side / stride)
+        centers_y = tf.cast(tf.range(0, feature_hw[0], anchor_stride) * stride, tf.float64)  # [h]
+        centers_x = tf.cast(tf.range(0, feature_hw[1], anchor_stride) * stride, tf.float64)  # [w]
+        cy = centers_y[:, None, None] + tf.zeros_like(centers_x)[None, :, None] + tf.zeros_like(half_h)  # [h, w, R]
+        cx = centers_x[None, :, None] + tf.zeros_like(centers_y)[:, None, None] + tf.zeros_like(half_w)  # [h, w, R]
+        boxes = tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=-1)  # [h, w, R, 4]
+        levels.append(tf.reshape(boxes, [-1, 4]))
+    pixels = tf.concat(levels, axis=0)  # [A, 4] float64
+    height, width = tf.cast(image_hw[0], tf.float64), tf.cast(image_hw[1], tf.float64)
+    frame = tf.stack([height - 1, width - 1, height - 1, width - 1])
+    return tf.cast((pixels - tf.constant(PIXEL_SHIFT, tf.float64)) / frame, tf.float32)

@@ -12,15 +12,17 @@ Two thresholds, both matterport's and both at :data:`MASK_THRESHOLD`:
 
 The training pipeline needs the tight boxes and the mini masks inside a graph:
 :func:`extract_bboxes_graph` and :func:`minimize_masks_graph` are the TensorFlow
-twins of :func:`extract_bboxes` and :func:`minimize_mask` (``tests/test_masks.py``
-keeps each pair equal over many shapes). NumPy and scikit-image at import time;
+twins of :func:`extract_bboxes` and :func:`minimize_mask` (``tests/test_twins.py``
+keeps each pair equal over many shapes). Exported models paste their masks into the
+image in the graph with :func:`paste_masks_graph`, the twin of :func:`paste_masks`
+(``tests/test_export_twins.py``). NumPy and scikit-image at import time;
 the ``_graph`` functions import TensorFlow when called.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from mrcnn.ops.resize import resize_bilinear
+from mrcnn.ops.resize import resize_bilinear, resize_bilinear_graph
 
 MASK_THRESHOLD = 0.5
 
@@ -225,3 +227,35 @@ def paste_masks(masks, boxes, image_shape):
     for i in range(len(boxes)):
         paste_mask(planes[i], masks[i], boxes[i])
     return np.moveaxis(planes, 0, -1)
+
+
+def paste_masks_graph(masks, boxes, image_hw):
+    """:func:`paste_masks` in TensorFlow, one plane per detection (planes first).
+
+    Each mask is resized to its box as :func:`paste_mask` does (skimage bilinear of a float32
+    mask: float32 values clipped to the mask's range), thresholded with
+    :func:`mask_from_probabilities` and padded into the image.
+    Args:
+      masks: [n, h, w] float32 probabilities.
+      boxes: [n, (y1, x1, y2, x2)] int32 pixels, (y2, x2) exclusive, inside the image, positive area.
+      image_hw: [(H, W)] int tensor.
+    Returns:
+      [n, H, W] bool.
+    """
+    import tensorflow as tf
+
+    image_hw = tf.cast(image_hw, tf.int32)
+    boxes = tf.cast(boxes, tf.int32)
+
+    def paste_one(args):
+        mask, box = args
+        y1, x1, y2, x2 = tf.unstack(box)
+        resized = tf.cast(resize_bilinear_graph(mask, tf.stack([y2 - y1, x2 - x1])), tf.float32)  # [y2-y1, x2-x1]
+        return tf.pad(mask_from_probabilities(resized), [[y1, image_hw[0] - y2], [x1, image_hw[1] - x2]])
+
+    def paste_all():
+        return tf.map_fn(paste_one, (tf.cast(masks, tf.float32), boxes),
+                         fn_output_signature=tf.TensorSpec([None, None], tf.bool))
+
+    # map_fn cannot stack zero planes of unknown size: no detection gives [0, H, W] directly.
+    return tf.cond(tf.shape(boxes)[0] > 0, paste_all, lambda: tf.zeros(tf.concat([[0], image_hw], 0), tf.bool))

@@ -5,7 +5,12 @@ Pixel boxes are (y1, x1, y2, x2) with (y2, x2) exclusive (see :mod:`mrcnn.ops.bo
 
 The resize rule (:func:`resize_scale`) is written in Python here and in TensorFlow
 (:func:`resize_scale_graph`, for the training pipeline and exported models, which
-cannot call Python); ``tests/test_resize.py`` keeps the two equal over many shapes.
+cannot call Python); ``tests/test_twins.py`` keeps the two equal over many shapes.
+Exported models (:mod:`mrcnn.export`) also need the resize itself, the padding and
+the molding in the graph: :func:`resize_bilinear_graph`, :func:`resize_image_graph`
+and :func:`mold_image_graph` are the TensorFlow twins of :func:`resize_bilinear`,
+:func:`resize_image` and :func:`mold_image` (``tests/test_export_twins.py`` keeps
+them pixel-equal).
 
 Resizing uses ``skimage.transform.resize`` (order 1 = bilinear, mode "constant"
 with cval 0, clip, preserve_range, no anti-aliasing) as matterport does. The
@@ -14,7 +19,7 @@ rounding. OpenCV's bilinear resize was measured against matterport's molded
 images and differs (it replicates the border instead of blending with 0, and
 rounds), so it is not used.
 
-NumPy, SciPy and scikit-image at import time; ``resize_scale_graph`` imports
+NumPy, SciPy and scikit-image at import time; the ``_graph`` functions import
 TensorFlow when called.
 """
 from __future__ import annotations
@@ -180,3 +185,109 @@ def mold_image(images, mean_pixel):
 def unmold_image(molded_images, mean_pixel):
     """Inverse of mold_image. Returns uint8 (truncated)."""
     return (molded_images + np.asarray(mean_pixel)).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- TensorFlow twins (exported graphs)
+def _bilinear_taps(in_size, out_size):
+    """Sample positions of a half-pixel-centred resize along one axis, in a frame padded by one pixel.
+
+    Returns (low, high, weight): [out] int32 indices of the two neighbours in the padded axis
+    (index 0 and in_size + 1 are the zero border) and [out] float64 weight of ``high``.
+    """
+    import tensorflow as tf
+
+    in_f, out_f = tf.cast(in_size, tf.float64), tf.cast(out_size, tf.float64)
+    source = (tf.range(out_size, dtype=tf.float64) + 0.5) * (in_f / out_f) - 0.5  # [out], input pixel frame
+    low = tf.floor(source)
+    low_index = tf.cast(low, tf.int32) + 1  # padded frame
+    return low_index, low_index + 1, source - low
+
+
+def resize_bilinear_graph(image, output_hw):
+    """:func:`resize_bilinear` in TensorFlow, for non-negative images (uint8 photos, mask probabilities).
+
+    skimage's order-1 resize: half-pixel centres, samples up to half a pixel outside the image
+    blend with a zero border (``tf.image.resize`` would repeat the edge instead), and the result
+    is clipped to the input's [min, max] over all pixels and channels (so a border pixel of an
+    image without a 0 never darkens). The four neighbours are weighted and summed in float64 in
+    the order scipy.ndimage uses, so the values, and their truncation to uint8, are the same.
+    Args:
+      image: [H, W] or [H, W, C] tensor, any real dtype, values >= 0.
+      output_hw: (height, width), ints or int32 scalar tensors, each >= 1.
+    Returns:
+      [height, width] or [height, width, C] float64.
+    """
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(image)
+    flat = image.shape.rank == 2
+    source = image[:, :, None] if flat else image  # [H, W, C]
+    in_hw = tf.shape(source)[:2]
+    padded = tf.pad(source, [[1, 1], [1, 1], [0, 0]])  # [H + 2, W + 2, C], zero border
+    y_low, y_high, wy = _bilinear_taps(in_hw[0], output_hw[0])
+    x_low, x_high, wx = _bilinear_taps(in_hw[1], output_hw[1])
+    wy, wx = wy[:, None, None], wx[None, :, None]
+
+    def corner(rows, cols):
+        return tf.cast(tf.gather(tf.gather(padded, rows), cols, axis=1), tf.float64)  # [h, w, C]
+
+    out = (corner(y_low, x_low) * (1 - wy) * (1 - wx) + corner(y_low, x_high) * (1 - wy) * wx
+           + corner(y_high, x_low) * wy * (1 - wx) + corner(y_high, x_high) * wy * wx)
+    out = tf.clip_by_value(out, tf.cast(tf.reduce_min(source), tf.float64),
+                           tf.cast(tf.reduce_max(source), tf.float64))
+    return out[:, :, 0] if flat else out
+
+
+def _padding_graph(size, target):
+    """(before, after) int32 padding centring ``size`` in ``target`` (see _centered_padding)."""
+    before = (target - size) // 2
+    return before, target - size - before
+
+
+def resize_image_graph(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
+    """:func:`resize_image` in TensorFlow for the inference modes "square", "pad64" and "none".
+
+    ("crop" picks a random crop with Python's ``random``: a training mode, refused here.)
+    Args:
+      image: [H, W, C] tensor (uint8 usually), any size.
+      min_dim, max_dim, min_scale, mode: Python settings, as in resize_image.
+    Returns:
+      image: [h, w, C] same dtype (resize result truncated, as resize_image's ``astype``).
+      window: [(y1, x1, y2, x2)] int32, the image inside the output, pixels, (y2, x2) exclusive.
+      scale: float64 scalar, the resize factor (1.0 when unchanged).
+    """
+    import tensorflow as tf
+
+    if mode not in ("square", "pad64", "none"):
+        raise ValueError(f"resize mode {mode!r} cannot run in a graph; use square, pad64 or none")
+    if mode == "pad64" and min_dim % PAD64:
+        raise ValueError(f"pad64 mode needs min_dim to be a multiple of 64, got {min_dim}")
+    image = tf.convert_to_tensor(image)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    if mode == "none":
+        return image, tf.stack([0, 0, height, width]), tf.constant(1.0, tf.float64)
+
+    scale = resize_scale_graph(height, width, min_dim, max_dim, min_scale, mode)
+    new_hw = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float64) * scale), tf.int32)
+    image = tf.cond(tf.equal(scale, 1.0), lambda: image,
+                    lambda: tf.cast(resize_bilinear_graph(image, new_hw), image.dtype))  # cast truncates
+    height, width = new_hw[0], new_hw[1]
+    if mode == "square":
+        top, bottom = _padding_graph(height, max_dim)
+        left, right = _padding_graph(width, max_dim)
+    else:  # pad64: up to the next multiple of 64, centred; nothing when already a multiple
+        target_h = tf.where(height % PAD64 == 0, height, height - height % PAD64 + PAD64)
+        target_w = tf.where(width % PAD64 == 0, width, width - width % PAD64 + PAD64)
+        top, bottom = _padding_graph(height, target_h)
+        left, right = _padding_graph(width, target_w)
+    image = tf.pad(image, [[top, bottom], [left, right], [0, 0]])
+    return image, tf.stack([top, left, height + top, width + left]), scale
+
+
+def mold_image_graph(image, mean_pixel):
+    """:func:`mold_image` in TensorFlow: [..., H, W, 3] any numeric dtype -> float32 minus the mean
+    (subtracted in float64, then cast, as mold_image does)."""
+    import tensorflow as tf
+
+    mean = tf.constant(np.asarray(mean_pixel, dtype=np.float64))
+    return tf.cast(tf.cast(tf.cast(image, tf.float32), tf.float64) - mean, tf.float32)
