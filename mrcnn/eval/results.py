@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -222,7 +223,8 @@ def _finite_number(value) -> bool:
 
 def _check_record_values(record: dict, index: int, source: str) -> None:
     """Types and values of one record: a finite score, a bbox of 4 finite numbers, RLE counts as a string or a
-    list of integers, polygons of numbers. Raises EvaluationError naming the record."""
+    list of integers (bytes as pycocotools returns them), polygons of numbers. Raises EvaluationError naming
+    the record."""
     where = f"{source}: record {index}"
     if not _finite_number(record["score"]):
         raise EvaluationError(f"{where}: score must be a finite number, got {record['score']!r}")
@@ -234,16 +236,20 @@ def _check_record_values(record: dict, index: int, source: str) -> None:
         segmentation = record["segmentation"]
         if isinstance(segmentation, dict):
             counts, size = segmentation.get("counts"), segmentation.get("size")
-            counts_ok = isinstance(counts, str) or (isinstance(counts, list) and all(
-                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts))
-            size_ok = isinstance(size, list) and len(size) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            counts_ok = isinstance(counts, (str, bytes)) or (isinstance(counts, list) and all(
+                _whole_number(c) and c >= 0 for c in counts))  # bytes: pycocotools' own encode, in memory
+            size_ok = isinstance(size, (list, tuple)) and len(size) == 2 and all(
+                _whole_number(v) and v > 0 for v in size)
             if not (counts_ok and size_ok):
                 raise EvaluationError(f"{where}: segmentation RLE needs counts (a string or a list of counts) "
                                       f"and size [height, width]")
         elif not (isinstance(segmentation, list) and all(
                 isinstance(p, list) and all(_finite_number(v) for v in p) for p in segmentation)):
             raise EvaluationError(f"{where}: segmentation must be RLE or a list of polygons of finite numbers")
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_gt_segmentations(gt: COCO, image_ids: Iterable[int]) -> None:
