@@ -2,15 +2,15 @@
 """kill -9 at random moments of a short `fseg train`, then check that checkpoints, CSV rows and TensorBoard
 steps agree (issue 9: "always resumes with checkpoints, CSV rows and TensorBoard steps agreeing").
 
-    python3 scripts/kill_train.py [--kills 20] [--epochs 12] [--work /tmp/fseg_kill_train] [--seed 0]
+    python3 scripts/kill_train.py [--kills 20] [--epochs 60] [--work /tmp/fseg_kill_train] [--seed 0]
 
-Each round starts `fseg train` (round 1 from random weights, then `--weights last`), waits a random time
-(the first kill after the model is built, the others anywhere in training, checkpoint writes included)
-and sends SIGKILL. After every kill the run folder is repaired as the next run's start repairs it
-(``RunLog.reconcile``) and checked: the epochs that have a checkpoint, the epochs with an "ok"/"partial"
-CSV row and the TensorBoard steps must be the same set. A last uninterrupted run completes the epochs,
-and the final folder must hold epochs 1..E exactly once each. Prints a JSON summary (kills, where they
-landed, repairs made); record it in docs/usage_train.md.
+Each round starts `fseg train` (round 1 from random weights, then `--weights last`), waits until that run has
+written a checkpoint of its own (so it is past start-up), then a random 0-0.8 s (up to about three epochs of
+the tiny config: steps, checkpoint writes, CSV and TensorBoard writes) and sends SIGKILL. After every kill the
+run folder is repaired as the next run's start repairs it (``RunLog.reconcile``) and checked: the epochs that
+have a checkpoint, the epochs with an "ok"/"partial" CSV row and the TensorBoard steps must be the same set. A
+last uninterrupted run completes the epochs, and the final folder must hold epochs 1..E exactly once each.
+Prints a JSON summary (kills, where they landed, repairs made); record it in docs/usage_train.md.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def agreement(run_dir: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("/tmp/fseg_kill_train"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -82,10 +82,12 @@ def main(argv=None) -> int:
         started = time.monotonic()
         process = subprocess.Popen(base + ["--weights", weights], cwd=REPO, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
-        # Wait until the run is training (its folder has a config), then a random extra time.
-        while process.poll() is None and not list(logs.glob("killtest*/config.toml")):
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 6.0))
+        # Wait until this run has written a checkpoint of its own (it is training, past start-up), then a
+        # random extra time of up to a few epochs: the kill lands in a step, a checkpoint write or the logs.
+        before = len(list(logs.glob("killtest*/*.h5")))
+        while process.poll() is None and len(list(logs.glob("killtest*/*.h5"))) <= before:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.8))
         during_write = bool(list(logs.glob("killtest*/.*.tmp")))
         process.send_signal(signal.SIGKILL)
         process.wait()
