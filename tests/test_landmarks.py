@@ -99,3 +99,25 @@ def test_peaks_are_cell_centres_with_their_probability_and_only_the_class_slice_
     np.testing.assert_allclose(landmarks[0, 2, :2], [20 + 40 * 3.5 / 4, 10 + 40 * 1.5 / 4], rtol=1e-6)
     np.testing.assert_allclose(landmarks[0, 3, :2], [20 + 40 * 0.5 / 4, 10 + 40 * 2.5 / 4], rtol=1e-6)
     assert not landmarks[0, [0, 1, 6]].any()  # other classes' landmarks are zero
+
+
+def test_synthetic_landmarks_are_the_same_parts_of_every_garment_of_a_category():
+    """Each landmark is a fixed outline vertex or a fixed fraction of a fixed edge, whatever the proportions."""
+    from df2coco.categories import CATEGORY_BY_ID
+    from df2coco.synthetic.shapes import build_shape, landmarks_on_outline
+
+    rng = np.random.default_rng(1)
+    for category in range(1, 14):
+        count = CATEGORY_BY_ID[category].num_landmarks
+        first, second = (build_shape(category, rng).outline for _ in range(2))
+        assert len(first) == len(second)
+        # The same affine map of the outline moves the landmarks the same way: they depend on the vertices only.
+        moved = first * [1.7, 0.6] + [5, -3]
+        np.testing.assert_allclose(landmarks_on_outline(moved, count), landmarks_on_outline(first, count) * [1.7, 0.6]
+                                   + [5, -3], atol=1e-9)
+        points = landmarks_on_outline(second, count)
+        assert points.shape == (count, 2) and len(np.unique(points.round(9), axis=0)) == count
+        if count >= len(second):  # every corner is a landmark, in outline order
+            is_vertex = [np.isclose(points, v).all(axis=1).any() for v in second]
+            assert all(is_vertex)
+        np.testing.assert_array_equal(points[0], second[0])  # the neck or waistband centre comes first
