@@ -109,3 +109,24 @@ def test_overlays_draw_the_class_slice_landmarks_as_dots():
                            show_bbox=False, captions=[""])
     changed = np.argwhere((drawn != plain).any(axis=2))
     assert len(changed) and np.abs(changed - [20, 30]).max() <= 5  # a small dot around (x 30, y 20) only
+
+
+def test_train_refuses_a_file_without_keypoints_for_the_landmark_head(landmark_files, tmp_path):
+    from fseg.cli_util import EXIT_USAGE, CommandError
+    from fseg.cmd_train import _load_dataset
+    from mrcnn.config import load_config
+    from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
+
+    folder, config_path, _, annotations = landmark_files
+    data = json.loads(annotations.read_text())
+    for ann in data["annotations"]:
+        ann.pop("keypoints")
+    bare = tmp_path / "no_keypoints.json"
+    bare.write_text(json.dumps(data))
+    config = load_config(config_path)
+    with pytest.raises(CommandError, match="no annotation has 'keypoints'") as error:
+        _load_dataset(bare, folder / "val" / "image", config, "training")
+    assert error.value.exit_code == EXIT_USAGE
+    dataset = _load_dataset(annotations, folder / "val" / "image", config, "training")
+    fields = dataset.load_instance_fields(0, instance_fields(build_roi_heads(config)))
+    assert fields["keypoints"].shape[1:] == (294, 3) and fields["keypoints"][..., 2].max() > 0
