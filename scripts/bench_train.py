@@ -71,13 +71,19 @@ def ensure_split(cache: Path, num_images: int, seed: int, min_side: int, max_sid
     return annotations, split / "image"
 
 
-def load_dataset(annotations: Path, images: Path, config):
-    from mrcnn.data.coco import CocoDataset
+def head_fields(config):
+    """The instance fields the config's ROI heads train on (the landmark head's "keypoints")."""
     from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
 
+    return instance_fields(build_roi_heads(config))
+
+
+def load_dataset(annotations: Path, images: Path, config):
+    from mrcnn.data.coco import CocoDataset
+
     dataset = CocoDataset()
-    fields = [field.name for field in instance_fields(build_roi_heads(config))]  # "keypoints" with the landmark head
-    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, annotation_fields=fields)
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES,
+                      annotation_fields=[field.name for field in head_fields(config)])
     dataset.prepare()
     return dataset
 
@@ -294,7 +300,7 @@ def run_step(args) -> dict:
     config = config_with_overrides(args)
     annotations, images = ensure_split(args.cache, args.val_images, args.val_seed, args.min_side, args.max_side)
     dataset = load_dataset(annotations, images, config)
-    batch = next(iter(build_training_dataset(dataset, config, seed=0)))
+    batch = next(iter(build_training_dataset(dataset, config, seed=0, instance_fields=head_fields(config))))
     threads = os.cpu_count()
     result = {"config": str(args.config), "overrides": args.set, "backbone": config.BACKBONE,
               "image_side": int(config.IMAGE_SHAPE[0]), "batch": config.BATCH_SIZE,
@@ -330,7 +336,7 @@ def run_pipeline(args) -> dict:
     sides = (args.min_side, args.max_side)
     annotations, images = ensure_split(args.cache, args.train_images, args.train_seed, *sides)
     dataset = load_dataset(annotations, images, config)
-    iterator = iter(build_training_dataset(dataset, config, seed=0))
+    iterator = iter(build_training_dataset(dataset, config, seed=0, instance_fields=head_fields(config)))
     for _ in range(3):
         next(iterator)
     before = uptime()

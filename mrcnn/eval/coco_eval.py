@@ -112,8 +112,8 @@ class _COCOevalWithIgnore(COCOeval):
         super().__init__(gt, dt, iou_type)
         self.ignored_ids = ignored_ids
         self.iou_cache = iou_cache
-        if iou_type == "keypoints":  # the detections carry their OKS setup (see evaluate)
-            self.params.kpt_oks_sigmas = np.asarray(dt.oks_sigmas, np.float64)
+        if iou_type == "keypoints":  # the detections carry their OKS setup (see evaluate); default DeepFashion2's
+            self.params.kpt_oks_sigmas = np.asarray(getattr(dt, "oks_sigmas", DEEPFASHION2_OKS_SIGMAS), np.float64)
             self.oks_slices = getattr(dt, "oks_slices", None)
 
     def computeOks(self, imgId, catId):  # noqa: N802 (pycocotools' name)
