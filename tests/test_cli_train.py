@@ -28,8 +28,13 @@ def toml_value(value) -> str:
     return json.dumps(value)  # numbers, strings and lists of them are the same in TOML and JSON
 
 
+# The command's behaviour does not depend on the backbone: the light one builds and traces fastest.
+LIGHT = {"BACKBONE": "resnet18_half", "TOP_DOWN_PYRAMID_SIZE": 64, "FPN_CLASSIF_FC_LAYERS_SIZE": 128}
+C5_CHANNELS = 256  # resnet18_half's last stage
+
+
 def write_config(path: Path, **overrides) -> Path:
-    settings = {"NAME": NAME, "NUM_CLASSES": len(CLASS_NAMES), "CLASS_NAMES": CLASS_NAMES, **SMALL,
+    settings = {"NAME": NAME, "NUM_CLASSES": len(CLASS_NAMES), "CLASS_NAMES": CLASS_NAMES, **SMALL, **LIGHT,
                 "STEPS_PER_EPOCH": 1, "VALIDATION_STEPS": 50, **overrides}
     path.write_text("".join(f"{key} = {toml_value(value)}\n" for key, value in settings.items()))
     return path
@@ -132,10 +137,10 @@ def other_class_weights(path: Path) -> Path:
     """A tiny matterport-layout file: fpn_c5p5 (class-independent) plus a 3-class mrcnn_class_logits."""
     from mrcnn.io.h5_legacy import write_legacy_h5
 
-    fc = SMALL.get("FPN_CLASSIF_FC_LAYERS_SIZE", 1024)
+    fc, pyramid = LIGHT["FPN_CLASSIF_FC_LAYERS_SIZE"], LIGHT["TOP_DOWN_PYRAMID_SIZE"]
     write_legacy_h5(path, [
-        ("fpn_c5p5", [("fpn_c5p5/kernel:0", np.full((1, 1, 2048, 256), 1e-3, np.float32)),
-                      ("fpn_c5p5/bias:0", np.zeros(256, np.float32))]),
+        ("fpn_c5p5", [("fpn_c5p5/kernel:0", np.full((1, 1, C5_CHANNELS, pyramid), 1e-3, np.float32)),
+                      ("fpn_c5p5/bias:0", np.zeros(pyramid, np.float32))]),
         ("mrcnn_class_logits", [("mrcnn_class_logits/kernel:0", np.zeros((fc, 3), np.float32)),
                                 ("mrcnn_class_logits/bias:0", np.zeros(3, np.float32))]),
     ])

@@ -83,6 +83,21 @@ def test_inference_model_has_matterport_outputs_and_nested_rpn(model):
     assert len(model.keras_model.outputs) == 7
 
 
+def test_mask_head_runs_on_the_real_detections_only(model):
+    """Issue 12: the mask head's layers see the detections with a class id > 0, padding rows get zeros."""
+    names = [layer.name for layer in model.keras_model.layers]
+    assert "mrcnn_mask_positive_rois" in names and "mrcnn_mask_scatter" in names
+    rng = np.random.default_rng(5)
+    images = [random_image(rng, 128, 128), np.zeros((128, 128, 3), np.uint8)]
+    molded, metas, _ = model.mold_inputs(images)
+    anchors = np.broadcast_to(model.get_anchors(molded[0].shape), (2,) + model.get_anchors(molded[0].shape).shape)
+    detections, _, _, masks, *_ = model.keras_model.predict([molded, metas, anchors], verbose=0)
+    class_ids = detections[..., 4].astype(int)
+    assert (class_ids > 0).any()
+    assert not masks[class_ids == 0].any()
+    assert masks[class_ids > 0].reshape(int((class_ids > 0).sum()), -1).any(axis=1).all()
+
+
 def test_inference_model_keeps_box_layers_in_float32_under_mixed_precision():
     import keras
 

@@ -286,7 +286,7 @@ def test_help_teaches():
 
 # ------------------------------------------------------------------ end to end, real model
 @pytest.mark.slow
-def test_predict_end_to_end_on_test_img(small_model_files, tmp_path):
+def test_predict_end_to_end_on_test_img(small_model_files, reuse_built_models, tmp_path):
     config_path, weights_path = small_model_files
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
@@ -321,7 +321,7 @@ def test_predict_end_to_end_on_test_img(small_model_files, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_batched_without_overlays(small_model_files, tmp_path):
+def test_predict_batched_without_overlays(small_model_files, reuse_built_models, tmp_path):
     config_path, weights_path = small_model_files
     shutil.copytree(TEST_IMG, tmp_path / "imgs")
     result = run([tmp_path / "imgs", "--out", tmp_path / "out", "--weights", weights_path, "--config", config_path,

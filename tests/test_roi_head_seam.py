@@ -56,7 +56,7 @@ class RelativeAreaHead(RoiHead):
         squared = tf.square(tf.cast(targets, tf.float32) - tf.cast(predictions, tf.float32)) * positive
         return tf.math.divide_no_nan(tf.reduce_sum(squared), tf.reduce_sum(positive))
 
-    def build_inference(self, feature_maps, detection_boxes, image_meta):
+    def build_inference(self, feature_maps, detection_boxes, image_meta, detection_class_ids):
         return self._predict(feature_maps, detection_boxes, image_meta, self.config.DETECTION_MAX_INSTANCES,
                              "toy_infer")
 

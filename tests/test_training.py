@@ -362,6 +362,68 @@ def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
     assert other["files"] == []
 
 
+SHARDED_INPUT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[2])
+    import test_training as t
+    from mrcnn.data.coco import CocoDataset
+    from mrcnn.data.pipeline import build_training_dataset
+    from mrcnn.train.stage import training_input
+
+    decoded = []
+
+    class RecordingDataset(CocoDataset):
+        def load_image(self, image_id):
+            decoded.append(int(image_id))
+            return super().load_image(image_id)
+
+    annotations, images = sys.argv[3:5]
+    config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=strategy.num_replicas_in_sync)
+    dataset = RecordingDataset()
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.prepare()
+    batches = training_input(strategy, config, lambda shard, batch_size: build_training_dataset(
+        dataset, config, shard=shard, batch_size=batch_size, shuffle=False, repeat=False, augment=False, seed=0))
+    served = []
+    for batch in batches:
+        for meta in strategy.experimental_local_results(batch["input_image_meta"]):
+            served += [int(v) for v in meta[:, 0].numpy()]
+    print("RESULT " + json.dumps({"decoded": sorted(decoded), "served": served, "images": dataset.num_images}))
+""")
+
+
+def test_two_workers_read_and_decode_disjoint_shards_covering_the_set(split, tmp_path):
+    """Issue 12: on two workers (loopback) each input pipeline decodes only its own images, split before
+    decoding; the two shards are disjoint and together are every image once."""
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
+        processes.append(subprocess.Popen([sys.executable, "-c", SHARDED_INPUT_SCRIPT, REPO, REPO / "tests", *split],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                          cwd=REPO))
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)
+            results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    count = results[0]["images"]
+    first, second = (set(r["decoded"]) for r in results)
+    assert first and second and not first & second
+    assert first | second == set(range(count))
+    for result in results:
+        assert len(result["decoded"]) == len(set(result["decoded"]))  # each image decoded once
+        assert sorted(result["served"]) == result["decoded"]  # what a worker serves is what it decoded
+
+
 def test_is_chief_for_worker_roles():
     from types import SimpleNamespace
 

@@ -73,7 +73,8 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
                            repeat: bool = True, deterministic: bool | None = None,
                            instance_fields: tuple[InstanceField, ...] | list = (),
                            no_augmentation_sources=None, batch_size: int | None = None,
-                           skipped: "SkippedImages | None" = None) -> tf.data.Dataset:
+                           skipped: "SkippedImages | None" = None,
+                           shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches of training inputs (see the module docstring for keys, shapes and dtypes).
 
     Args:
@@ -90,6 +91,10 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
       no_augmentation_sources: dataset sources (``image_info["source"]``) whose images are not augmented.
       batch_size: images per batch; default config.BATCH_SIZE.
       skipped: collects the images that could not be read (a fresh one is made when None).
+      shard: ``(pipelines, index)``: this input pipeline reads and decodes only the image numbers
+        ``index, index + pipelines, ...`` (split before decoding, so each tf.distribute worker decodes
+        its own images only; see mrcnn.train.stage.training_input). tf.distribute's own sharding is
+        then switched off. The random choices stay keyed by the global element number.
     Returns:
       A ``tf.data.Dataset`` of dicts, batched (an incomplete last batch is dropped).
     Raises:
@@ -106,7 +111,7 @@ def build_training_dataset(dataset: Dataset, config, *, shuffle: bool = True, au
     return _build(dataset, config, augment=augment, shuffle=shuffle, repeat=repeat, seed=seed,
                   deterministic=deterministic, training=True, fields=tuple(instance_fields),
                   skip_sources=set(no_augmentation_sources or ()), batch_size=batch_size,
-                  skipped=skipped or SkippedImages())
+                  skipped=skipped or SkippedImages(), shard=shard)
 
 
 def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), skipped=None) -> tf.data.Dataset:
@@ -117,25 +122,31 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), sk
     """
     return _build(dataset, config, augment=NO_AUGMENTATION, shuffle=False, repeat=False, seed=0,
                   deterministic=True, training=False, fields=tuple(instance_fields), skip_sources=set(),
-                  batch_size=None, skipped=skipped or SkippedImages())
+                  batch_size=None, skipped=skipped or SkippedImages(), shard=None)
 
 
 # ---------------------------------------------------------------- assembly
 def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields, skip_sources,
-           batch_size, skipped) -> tf.data.Dataset:
+           batch_size, skipped, shard) -> tf.data.Dataset:
     _check_inputs(dataset, config)
     loader = ImageLoader(dataset, fields, skip_sources, skipped)
     prepare = _Preparer(config, augment, training, fields)
-    count = len(dataset.image_ids)
-    ids = tf.data.Dataset.range(count)
+    pipelines, index = shard or (1, 0)
+    if not 0 <= index < pipelines:
+        raise ValueError(f"shard index {index} is not in 0..{pipelines - 1}")
+    ids = tf.data.Dataset.range(len(dataset.image_ids)).shard(pipelines, index)  # before any decoding
+    count = len(range(index, len(dataset.image_ids), pipelines))
+    if count == 0:
+        raise DatasetError(f"input pipeline {index} of {pipelines} has no images: "
+                           f"{len(dataset.image_ids)} images for {pipelines} pipelines")
     if shuffle:
-        ids = ids.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        ids = ids.shuffle(count, seed=seed + index, reshuffle_each_iteration=True)
     if repeat:
         ids = ids.repeat()
     base_seed = tf.constant(seed, tf.int64)
 
-    def load_and_prepare(element_number, image_id):
-        element_seed = tf.stack([base_seed, element_number])
+    def load_and_prepare(local_number, image_id):
+        element_seed = tf.stack([base_seed, local_number * pipelines + index])  # the global element number
         augmentable = loader.augmentable(image_id)
         loaded = loader.load(image_id, lambda hw, seed: prepare.resize_plan(hw, seed, augmentable), element_seed)
         inputs = prepare(image_id, loaded, loader.active_class_ids(image_id), element_seed, augmentable)
@@ -143,6 +154,8 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
 
     options = tf.data.Options()
     options.deterministic = deterministic
+    if shard is not None:  # already split by image: tf.distribute must not split the batches again
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return (ids.enumerate()
             .map(load_and_prepare, num_parallel_calls=tf.data.AUTOTUNE)
             .filter(lambda inputs, readable: readable)  # unreadable images are skipped (and named)

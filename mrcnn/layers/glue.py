@@ -109,6 +109,17 @@ class DetectionBoxes(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionClassIds(layers.Layer):
+    """[B, D, 6] detections -> [B, D] int32 class ids (0 = a padding row)."""
+
+    def call(self, detections):
+        return tf.cast(detections[..., 4], tf.int32)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ConstantAnchors(layers.Layer):
     """The anchors of a fixed molded image shape, broadcast to the batch: [B, A, 4] normalized."""
 

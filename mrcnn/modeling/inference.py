@@ -28,7 +28,7 @@ import keras
 
 from mrcnn.layers import BOX_DTYPE
 from mrcnn.layers.detection import DetectionLayer
-from mrcnn.layers.glue import DetectionBoxes
+from mrcnn.layers.glue import DetectionBoxes, DetectionClassIds
 from mrcnn.modeling.backbones import build_feature_maps
 from mrcnn.modeling.box_head import box_head_on_rois
 from mrcnn.modeling.rpn import proposal_layer, rpn_over_pyramid
@@ -69,10 +69,12 @@ def build_inference_model(config, heads) -> keras.Model:
         dtype=BOX_DTYPE,
     )([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])  # [B, D, 6]
     detection_boxes = DetectionBoxes(name="detection_boxes", dtype=BOX_DTYPE)(detections)  # [B, D, 4]
+    detection_class_ids = DetectionClassIds(name="detection_class_ids")(detections)  # [B, D], 0 = padding
 
     outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox,
                "rpn_rois": rpn_rois, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox}
     for head in heads:
-        outputs[head.output_name] = head.build_inference(feature_maps, detection_boxes, input_image_meta)
+        outputs[head.output_name] = head.build_inference(feature_maps, detection_boxes, input_image_meta,
+                                                         detection_class_ids)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [outputs[name] for name in output_names(heads)], name="mask_rcnn")

@@ -31,11 +31,12 @@ def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool =
 
     Args:
         pooled_rois: [B, N, 14, 14, D] ROIAligned features (D = TOP_DOWN_PYRAMID_SIZE).
-        roi_class_ids: optional [B, N] int target class ids (training). When given, the layers
-            run only on the positive ROIs (class id > 0), the only ones the mask loss reads, and
-            the other rows of the output are 0; in training most ROIs are negatives, so this
-            saves most of the head's work. With TRAIN_BN the BatchNorm statistics are then those
-            of the positive ROIs (matterport: all ROIs).
+        roi_class_ids: optional [B, N] int class ids: the sampled ROIs' targets in training, the
+            detections' classes in inference. When given, the layers run only on the rows with a class
+            id > 0 (the positive ROIs the mask loss reads; the real detections) and the other rows of
+            the output are 0: in training most ROIs are negatives, in inference most of the
+            DETECTION_MAX_INSTANCES rows are padding, so this saves most of the head's work. With
+            TRAIN_BN the BatchNorm statistics are then those of the positive ROIs (matterport: all ROIs).
     Returns:
         masks [B, N, 28, 28, num_classes] float32 in [0, 1].
     """
@@ -89,10 +90,11 @@ class MaskHead(RoiHead):
     def loss(self, targets, predictions, target_class_ids):
         return mrcnn_mask_loss(targets, target_class_ids, predictions)
 
-    def build_inference(self, feature_maps, detection_boxes, image_meta):
+    def build_inference(self, feature_maps, detection_boxes, image_meta, detection_class_ids):
+        # Real detections only: on a photo a handful of the DETECTION_MAX_INSTANCES rows.
         c = self.config
         return fpn_mask_head(self._pooled(feature_maps, detection_boxes, image_meta), c.DETECTION_MAX_INSTANCES,
-                             c.NUM_CLASSES, c.TRAIN_BN)
+                             c.NUM_CLASSES, c.TRAIN_BN, roi_class_ids=detection_class_ids)
 
     def unmold(self, predictions, class_ids, boxes, image_shape):
         """[H, W, n] bool masks: each detection's class channel, pasted into its box."""

@@ -23,7 +23,7 @@ What the model does with each head named in ``config.ROI_HEADS``:
     training    ``build_training(...)`` -> training output ``<output_name>`` [B, T, ...]
     loss        ``loss(targets, predictions, target_class_ids)`` times LOSS_WEIGHTS[loss_name]
                 (default 1.0), logged under ``loss_name``
-    inference   ``build_inference(...)`` -> inference output ``<output_name>`` [B, D, ...]
+    inference   ``build_inference(..., detection_class_ids)`` -> inference output ``<output_name>`` [B, D, ...]
     detect()    ``unmold(...)`` per image -> result key ``<result_key>``
     weights     layers listed in ``class_specific_layers`` are left out when loading a file of
                 another class count
@@ -103,11 +103,14 @@ class RoiHead:
         raise NotImplementedError
 
     # ------------------------------------------------------------ inference
-    def build_inference(self, feature_maps, detection_boxes, image_meta):
+    def build_inference(self, feature_maps, detection_boxes, image_meta, detection_class_ids):
         """The head's layers on the detections of the inference graph.
 
         Args:
           feature_maps: as in build_training. detection_boxes: [B, D, 4] Keras tensor, zero-padded.
+          detection_class_ids: [B, D] int32 Keras tensor, the predicted class, 0 in padding rows. Most
+            of the D rows are padding on real images: a head can run on the real rows only
+            (``mrcnn.layers.glue.GatherPositiveRois`` / ``ScatterPositiveRois``, as the mask head does).
         Returns:
           Keras tensor [B, D, ...], the inference output ``output_name``.
         """

@@ -19,6 +19,31 @@ def validation_steps(val_dataset, config) -> int:
     return min(int(config.VALIDATION_STEPS), len(val_dataset.image_ids) // int(config.BATCH_SIZE))
 
 
+def training_input(strategy, config, build):
+    """The training batches for ``strategy``: on several replicas each input pipeline reads its own images.
+
+    ``build(shard, batch_size)`` makes one pipeline (``build_training_dataset``). With one replica
+    that is the whole input (``build(None, None)``: all images, batches of config.BATCH_SIZE).
+    With several (MirroredStrategy, MultiWorkerMirroredStrategy) ``strategy.distribute_datasets_from_function``
+    builds one pipeline per worker, ``shard = (workers, this worker)``, batched per replica
+    (IMAGES_PER_GPU), so a worker reads and decodes 1/workers of the images, split before decoding
+    (tf.data's automatic sharding of a ready dataset splits after the decoding, on every worker).
+    """
+    if strategy.num_replicas_in_sync == 1 and not _multi_worker(strategy):
+        return build(None, None)
+
+    def pipeline_for(context):
+        return build((context.num_input_pipelines, context.input_pipeline_id),
+                     context.get_per_replica_batch_size(int(config.BATCH_SIZE)))
+
+    return strategy.distribute_datasets_from_function(pipeline_for)
+
+
+def _multi_worker(strategy) -> bool:
+    extended = getattr(strategy, "extended", None)
+    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+
+
 def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,
                  augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose="auto",
                  **pipeline_options):
@@ -35,9 +60,12 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
         return None
     fields = instance_fields(mrcnn_model.roi_heads)
     skipped = SkippedImages()  # unreadable images: skipped, counted and named at the end of each epoch
-    train_data = build_training_dataset(train_dataset, config, augment=augmentation, instance_fields=fields,
-                                        no_augmentation_sources=no_augmentation_sources, skipped=skipped,
-                                        **pipeline_options)
+    train_data = training_input(
+        mrcnn_model.strategy, config,
+        lambda shard, batch_size: build_training_dataset(
+            train_dataset, config, augment=augmentation, instance_fields=fields,
+            no_augmentation_sources=no_augmentation_sources, skipped=skipped, shard=shard, batch_size=batch_size,
+            **pipeline_options))
     val_steps = validation_steps(val_dataset, config) if val_dataset is not None else 0
     val_data = build_validation_dataset(val_dataset, config, instance_fields=fields,
                                                  skipped=skipped).take(val_steps) if val_steps else None
