@@ -10,6 +10,7 @@ slice is trained and returned.
                 (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax]
                 int32 cells (-1 = not trained); loss "mrcnn_landmark_loss" (ops.losses.landmark_loss)
     inference   output "mrcnn_landmarks" [B, D, N, (u_x, u_y, score)], every heatmap's peak in ROI units
+                (the layers run on the real detections only; padding rows are zeros)
     detect()    result "landmarks" [n, N, (x, y, score)] float32 pixels of the original image, the
                 detection's class slice filled and the other landmarks zero
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import layers
 
-from mrcnn.layers.glue import FoldRois, GatherPositiveRois, ScatterPositiveRois, UnfoldRois
+from mrcnn.layers.glue import GatherPositiveRois, ScatterPositiveRois
 from mrcnn.layers.landmarks import ClassSliceLogits, HeatmapPeaks
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.roi_heads import RoiHead
@@ -91,10 +92,13 @@ class LandmarkHead(RoiHead):
     def loss(self, targets, predictions, target_class_ids):
         return landmark_loss(targets, target_class_ids, predictions)
 
-    def build_inference(self, feature_maps, detection_boxes, image_meta):
-        x = FoldRois(name="mrcnn_landmark_fold")(self._pooled(feature_maps, detection_boxes, image_meta))
+    def build_inference(self, feature_maps, detection_boxes, image_meta, detection_class_ids):
+        # The layers run on the real detections only (class id > 0); padding rows get zeros.
+        pooled = self._pooled(feature_maps, detection_boxes, image_meta)
+        x = GatherPositiveRois(name="mrcnn_landmark_detections")([pooled, detection_class_ids])  # [R, p, p, D]
         peaks = HeatmapPeaks(name="mrcnn_landmark_peaks", dtype="float32")(landmark_heatmaps(x, self.config))
-        return UnfoldRois(self.config.DETECTION_MAX_INSTANCES, name="mrcnn_landmark_unfold")(peaks)  # [B, D, N, 3]
+        return ScatterPositiveRois(name="mrcnn_landmark_detections_scatter",
+                                   dtype="float32")([peaks, detection_class_ids])  # [B, D, N, 3]
 
     def unmold(self, predictions, class_ids, boxes, image_shape):
         """[n, NUM_LANDMARKS, (x, y, score)] float32 pixels of the original image (class slice only)."""
