@@ -16,7 +16,7 @@ Steps (each printed as it runs; everything lands in --out):
   1. fseg synth     a training and a validation split of garment images
   2. fseg convert   both splits to COCO (train.json, val.json)
   3. fseg train     configs/synthetic.toml from random weights, for about --minutes
-  4. fseg evaluate  COCO box and mask AP on the validation split
+  4. fseg evaluate  COCO box, mask and landmark AP on the validation split
   5. fseg predict   overlays and crops of a few validation images
 
 Needs no network and no files but the repository's. With the defaults it takes
@@ -110,11 +110,14 @@ def step(number: int, text: str) -> None:
 def summary(out: Path, metrics: dict, seconds: float) -> str:
     segm = metrics.get("segm") or {}
     bbox = metrics.get("bbox") or {}
+    landmarks = metrics.get("keypoints")
     lines = [
         "",
         f"Demo finished in {seconds / 60:.1f} minutes.",
         f"  mask AP50 {_num(segm.get('AP50'))}   mask AP {_num(segm.get('AP'))}   "
         f"box AP50 {_num(bbox.get('AP50'))}   (synthetic validation split)",
+        *([f"  landmark AP {_num(landmarks.get('AP'))}   landmark AP50 {_num(landmarks.get('AP50'))}   "
+           f"(COCO keypoint AP, DeepFashion2's OKS sigmas)"] if landmarks else []),
         f"  data:        {out / 'train'}, {out / 'val'}, {out / 'train.json'}, {out / 'val.json'}",
         f"  checkpoints: {out / 'logs'}",
         f"  metrics:     {out / 'evaluation' / 'metrics.json'}",

@@ -1,4 +1,4 @@
-"""``fseg evaluate``: COCO box and mask AP of a model (or of a results file) on a COCO ground-truth file.
+"""``fseg evaluate``: COCO box, mask and landmark AP of a model (or of a results file) on a COCO ground-truth file.
 
 The command parses options, runs the model when asked (``MaskRCNN.detect``,
 ``mrcnn.eval.results``) and prints what ``mrcnn.eval.coco_eval`` computes.
@@ -36,6 +36,8 @@ class DetectionRun:
     records: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # file not on disk
     unreadable: list[str] = field(default_factory=list)  # "path: reason"
+    landmarks: bool = False  # the model has the landmark head: score landmarks even without detections
+    keypoint_slices: dict | None = None  # {category id: landmark indices} from the config's LANDMARK_COUNTS
 
     @property
     def problems(self) -> int:
@@ -65,7 +67,7 @@ class DetectionRun:
               help="Score threshold for matterport's mAP@0.5 only (matterport-based reports often detect "
                    "at 0.7); COCO AP always uses every detection.")
 def evaluate(annotations, images_dir, weights, config_path, results_path, limit, by, out_dir, map_min_score):
-    """Score detections against ground truth: COCO AP for boxes and masks.
+    """Score detections against ground truth: COCO AP for boxes, masks and landmarks.
 
     Runs the model over the annotation file's images (detection threshold 0,
     one image at a time, as matterport's COCO evaluation does), writes the
@@ -76,7 +78,9 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
     \b
     Prints and writes to metrics.json:
       - the 12 COCO numbers (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l)
-        for boxes and masks;
+        for boxes and masks; with landmarks (the landmark head, or results with
+        keypoints) COCO's 10 keypoint numbers with DeepFashion2's OKS sigmas,
+        only the detection's category's landmarks scored;
       - AP, AP50, AP75 per category, with ground-truth counts;
       - with --by: the same per attribute value (rows = values); garments of
         other values are ignored, not counted as misses or false positives;
@@ -101,7 +105,7 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
             else:
                 run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations)
                 source = str(out_dir / RESULTS_FILE)
-            metrics = score(gt, run, images, by, map_min_score, source)
+            metrics = score(gt, run, images, by, map_min_score, source, annotations)
             metrics["info"] = {"annotations": str(annotations), "results": source, "limit": limit,
                                "missing_images": run.missing, "unreadable_images": run.unreadable,
                                **({} if results_path is not None else info)}
@@ -171,6 +175,10 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
     model, _ = runtime.load_model(config, choice.path)
     runtime.prepare_out_dir(out_dir)
     run = run_detection(images, images_dir, model.detect, config.class_names(), category_ids)
+    if "landmarks" in config.ROI_HEADS:
+        from mrcnn.eval.keypoint_eval import category_slices
+
+        run.landmarks, run.keypoint_slices = True, category_slices(config.LANDMARK_COUNTS, category_ids)
     write_json(out_dir / RESULTS_FILE, run.records)
     info = {"config": config_source, "weights": str(choice.path), "images_dir": str(images_dir),
             "detection_min_confidence": 0.0}
@@ -238,13 +246,19 @@ def run_detection(images: Sequence[dict], images_dir: Path, detect, class_names,
 
 
 # ------------------------------------------------------------------ scoring and output
-def score(gt, run: DetectionRun, images: Sequence[dict], by, map_min_score: float, source: str) -> dict:
-    from mrcnn.eval.results import EvaluationError
+def score(gt, run: DetectionRun, images: Sequence[dict], by, map_min_score: float, source: str,
+          annotations: Path) -> dict:
+    """evaluate(); for landmarks the ground truth is read again with its keypoints (dropped the first time)."""
     from mrcnn.eval.coco_eval import evaluate
+    from mrcnn.eval.keypoint_eval import keypoint_count
+    from mrcnn.eval.results import EvaluationError, load_ground_truth
 
     with user_errors(EvaluationError, exit_code=EXIT_USAGE):
+        if run.landmarks or keypoint_count(run.records, source):
+            gt = load_ground_truth(annotations, keypoints=True)
         return evaluate(gt, run.records, [img["id"] for img in images], by=list(dict.fromkeys(by)),
-                        map_min_score=map_min_score, source=source)
+                        map_min_score=map_min_score, source=source, keypoints=run.landmarks or None,
+                        keypoint_slices=run.keypoint_slices)
 
 
 def write_metrics(out_dir: Path, metrics: dict) -> None:
@@ -255,7 +269,8 @@ def write_metrics(out_dir: Path, metrics: dict) -> None:
     from mrcnn.io.files import atomic_write
 
     prepare_out_dir(out_dir)
-    order = ["info", "images", "instances", "detections", "bbox", "segm", "per_category", "by", "matterport"]
+    order = ["info", "images", "instances", "detections", "bbox", "segm", "keypoints", "per_category", "by",
+             "matterport"]
     payload = json.dumps({k: metrics[k] for k in order}, indent=1).encode("utf-8")
     atomic_write(out_dir / METRICS_FILE, lambda f: f.write(payload))
 
@@ -278,26 +293,33 @@ def format_header(metrics: dict) -> str:
 
 def format_summary(metrics: dict) -> str:
     from mrcnn.eval.coco_eval import STATS
+    from mrcnn.eval.keypoint_eval import KEYPOINT_STATS
 
     lines = ["COCO metrics (pycocotools COCOeval)",
              f"{'metric':<7}{'IoU':>10}{'area':>8}{'maxDets':>9}{'box':>8}{'mask':>8}"]
     for name, iou, area, max_dets in STATS:
         lines.append(f"{name:<7}{iou:>10}{area:>8}{max_dets:>9}{_num(metrics['bbox'], name):>8}"
                      f"{_num(metrics['segm'], name):>8}")
+    if metrics.get("keypoints") is not None:
+        lines += ["", "Landmarks (COCO keypoint AP, DeepFashion2's OKS sigmas, category slice only)",
+                  f"{'metric':<7}{'OKS':>10}{'area':>8}{'maxDets':>9}{'value':>8}"]
+        lines += [f"{name:<7}{oks:>10}{area:>8}{max_dets:>9}{_num(metrics['keypoints'], name):>8}"
+                  for name, oks, area, max_dets in KEYPOINT_STATS]
     return "\n".join(lines)
 
 
 def format_categories(metrics: dict) -> str:
-    rows = [(c["name"], c["instances"], c.get("bbox"), c.get("segm")) for c in metrics["per_category"]]
+    rows = [(c["name"], c["instances"], c.get("bbox"), c.get("segm"), c.get("keypoints"))
+            for c in metrics["per_category"]]
     return _ap_table("AP per category (IoU 0.50:0.95, area all)", "category", rows)
 
 
 def format_attribute(name: str, table: dict) -> str:
     level = ("garments of other values ignored" if table["level"] == "annotation"
              else "only the images with that value")
-    rows = [(_value_label(row["value"], row["label"]), row["instances"], row.get("bbox"), row.get("segm"))
-            for row in table["values"]]
-    rows.append(("total", table["instances"], None, None))
+    rows = [(_value_label(row["value"], row["label"]), row["instances"], row.get("bbox"), row.get("segm"),
+             row.get("keypoints")) for row in table["values"]]
+    rows.append(("total", table["instances"], None, None, None))
     return _ap_table(f"AP by {name} ({level})", name, rows)
 
 
@@ -317,15 +339,17 @@ def _value_label(value: Any, label: str) -> str:
     return f"{value} {label}" if isinstance(value, (int, float)) and str(value) != label else label
 
 
-def _ap_table(title: str, first: str, rows: Sequence[tuple[str, int, Any, Any]]) -> str:
+def _ap_table(title: str, first: str, rows: Sequence[tuple[str, int, Any, Any, Any]]) -> str:
+    """Rows (label, instances, box, mask, landmark APs); landmark columns only when some row has them."""
     width = max([len(first)] + [len(str(r[0])) for r in rows])
+    landmarks = any(r[4] is not None for r in rows)
     lines = [title, f"{first:<{width}}{'inst':>7}  {'box AP':>7}{'AP50':>7}{'AP75':>7}  {'mask AP':>7}"
-                    f"{'AP50':>7}{'AP75':>7}"]
-    for label, count, box, mask in rows:
+                    f"{'AP50':>7}{'AP75':>7}" + (f"  {'lmk AP':>7}{'AP50':>7}{'AP75':>7}" if landmarks else "")]
+    for label, count, *stats in rows:
         line = f"{label:<{width}}{count:>7}"
-        if box is not None or mask is not None:
-            line += "  " + "".join(f"{_num(box, k):>7}" for k in ("AP", "AP50", "AP75"))
-            line += "  " + "".join(f"{_num(mask, k):>7}" for k in ("AP", "AP50", "AP75"))
+        if any(s is not None for s in stats):
+            for table in stats[:3 if landmarks else 2]:
+                line += "  " + "".join(f"{_num(table, k):>7}" for k in ("AP", "AP50", "AP75"))
         lines.append(line)
     return "\n".join(lines)
 

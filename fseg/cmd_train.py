@@ -223,11 +223,19 @@ def _strategy(gpus: int):
 
 
 def _load_dataset(annotations, images, config, what):
+    from fseg.runtime import annotation_fields
     from mrcnn.data.coco import CocoDataset
 
     dataset = CocoDataset()
-    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, class_aliases=config.CLASS_ALIASES)
+    fields = annotation_fields(config)
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, class_aliases=config.CLASS_ALIASES,
+                      annotation_fields=fields)
     dataset.prepare()
+    for field in fields:  # e.g. a file converted with --no-keypoints for a config with the landmark head
+        if what == "training" and not any(ann.get(field) is not None for info in dataset.image_info
+                                          for ann in info["annotations"]):
+            raise CommandError(f"{annotations}: no annotation has '{field}', which the config's ROI_HEADS "
+                               f"({', '.join(config.ROI_HEADS)}) train on", EXIT_USAGE)
     echo_err(f"{what}: {dataset.num_images} images ({dataset.num_missing_images} missing on disk, "
              f"{dataset.num_empty_images} without instances)")
     for line in dataset.problems[:5]:

@@ -108,7 +108,7 @@ class PredictionWriter:
         records = detections_to_records(detections, item.image_id, self.class_names, file_name=item.path.name)
         if self.overlays:
             overlay = draw_instances(image, detections["rois"], detections["masks"], detections["class_ids"],
-                                     self.class_names, detections["scores"])
+                                     self.class_names, detections["scores"], landmarks=detections.get("landmarks"))
             write_image(self.out_dir / item.overlay_name, overlay)
         if self.crops:
             self._write_crops(item, image, detections, records)

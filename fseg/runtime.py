@@ -194,6 +194,13 @@ def load_model(config, weights_path: Path | None, mode: str = "inference", *, ex
     return model, report
 
 
+def annotation_fields(config) -> list[str]:
+    """COCO annotation keys the config's ROI heads train on (e.g. "keypoints" for the landmark head)."""
+    from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
+
+    return [field.name for field in instance_fields(build_roi_heads(config))]
+
+
 # ---------------------------------------------------------------- outputs
 def check_out_dir(out_dir: Path, what: str = "--out") -> None:
     """Fail now (exit 2) if ``out_dir`` could not be created or written later; creates nothing.

@@ -9,7 +9,7 @@ attributes, or load a TOML file with :func:`load_config`::
 
     config = load_config("configs/deepfashion2.toml")
 
-Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are
+Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``, ``NUM_LANDMARKS``) are
 computed in ``__init__`` from the others, as matterport does.
 
 Every value is checked when a config is loaded (types, ranges, names of backbones
@@ -112,6 +112,17 @@ class Config:
     # Output mask size of the mask head.
     MASK_SHAPE = [28, 28]
 
+    # The landmark head ("landmarks" in ROI_HEADS; ours, Mask R-CNN's keypoint head design): one M x M
+    # heatmap per landmark (M = LANDMARK_HEATMAP_SIZE, 2x or 4x LANDMARK_POOL_SIZE) from a stack of
+    # LANDMARK_HEAD_CONV_LAYERS 3x3 convolutions of LANDMARK_HEAD_CONV_CHANNELS on ROIAligned features.
+    # LANDMARK_COUNTS: landmarks per class for class ids 1, 2, ...; each class owns the next slice of the
+    # global table of NUM_LANDMARKS = sum(LANDMARK_COUNTS) (DeepFashion2: configs/deepfashion2.toml, 294).
+    LANDMARK_COUNTS: list[int] = []
+    LANDMARK_POOL_SIZE = 14
+    LANDMARK_HEAD_CONV_LAYERS = 8
+    LANDMARK_HEAD_CONV_CHANNELS = 512
+    LANDMARK_HEATMAP_SIZE = 56
+
     # Ground-truth instances kept per image.
     MAX_GT_INSTANCES = 100
 
@@ -130,7 +141,8 @@ class Config:
     WEIGHT_DECAY = 0.0001
     GRADIENT_CLIP_NORM = 5.0
 
-    # Weights of the losses (matterport's five; an extra ROI head's loss defaults to 1.0).
+    # Weights of the losses (matterport's five; an extra ROI head's loss, e.g. the landmark head's
+    # "mrcnn_landmark_loss", defaults to 1.0).
     LOSS_WEIGHTS = {
         "rpn_class_loss": 1.0,
         "rpn_bbox_loss": 1.0,
@@ -160,6 +172,7 @@ class Config:
         else:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
         self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
+        self.NUM_LANDMARKS = int(sum(self.LANDMARK_COUNTS))
 
     # ------------------------------------------------------------------ access
     def to_dict(self) -> dict[str, Any]:
@@ -193,7 +206,7 @@ class Config:
 
 
 # Settings that must not be set from a file (derived in __init__).
-DERIVED = {"BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE"}
+DERIVED = {"BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE", "NUM_LANDMARKS"}
 # Settings stored as NumPy arrays in matterport's Config.
 ARRAY_SETTINGS = {"MEAN_PIXEL", "RPN_BBOX_STD_DEV", "BBOX_STD_DEV"}
 

@@ -25,7 +25,8 @@ _MIN_INT = {
     "RPN_TRAIN_ANCHORS_PER_IMAGE": 2, "PRE_NMS_LIMIT": 1, "POST_NMS_ROIS_TRAINING": 1,
     "POST_NMS_ROIS_INFERENCE": 1, "IMAGE_MIN_DIM": 0, "IMAGE_MAX_DIM": 0, "IMAGE_CHANNEL_COUNT": 1,
     "TRAIN_ROIS_PER_IMAGE": 1, "POOL_SIZE": 1, "MASK_POOL_SIZE": 1, "MAX_GT_INSTANCES": 1,
-    "DETECTION_MAX_INSTANCES": 1,
+    "DETECTION_MAX_INSTANCES": 1, "LANDMARK_POOL_SIZE": 1, "LANDMARK_HEAD_CONV_LAYERS": 0,
+    "LANDMARK_HEAD_CONV_CHANNELS": 1, "LANDMARK_HEATMAP_SIZE": 1,
 }
 # Number settings and their allowed range (low, high, low inclusive, high inclusive).
 _RANGES = {
@@ -89,6 +90,7 @@ def validate(config, source: str = "config") -> None:
     if unknown or "mask" not in heads or len(set(heads)) != len(heads):
         raise ConfigError(f"{source}: ROI_HEADS must list registered heads once each, \"mask\" included "
                           f"(known: {', '.join(ROI_HEADS.names())}), got {heads}")
+    _check_landmarks(config, source)
     if config.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and (config.IMAGE_MAX_DIM < 64 or config.IMAGE_MAX_DIM % 64):
@@ -98,6 +100,25 @@ def validate(config, source: str = "config") -> None:
     validate_schedule(config.TRAIN_SCHEDULE, source)
     if len(config.RPN_ANCHOR_SCALES) != len(config.BACKBONE_STRIDES):
         raise ConfigError(f"{source}: RPN_ANCHOR_SCALES needs one scale per BACKBONE_STRIDES entry")
+
+
+def _check_landmarks(config, source: str) -> None:
+    """LANDMARK_COUNTS: one count >= 0 per class but background (or empty when the head is off);
+    the landmark head needs them (some > 0) and a heatmap 2x or 4x its pool size."""
+    counts = list(config.LANDMARK_COUNTS)
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in counts) or (
+            counts and len(counts) != config.NUM_CLASSES - 1):
+        raise ConfigError(f"{source}: LANDMARK_COUNTS must list {config.NUM_CLASSES - 1} integers >= 0 (landmarks "
+                          f"of class ids 1..{config.NUM_CLASSES - 1}), got {counts}")
+    if "landmarks" not in config.ROI_HEADS:
+        return
+    if not sum(counts):
+        raise ConfigError(f"{source}: the landmark head (ROI_HEADS has \"landmarks\") needs LANDMARK_COUNTS "
+                          f"(landmarks per class, e.g. DeepFashion2's in configs/deepfashion2.toml)")
+    pool, size = config.LANDMARK_POOL_SIZE, config.LANDMARK_HEATMAP_SIZE
+    if size not in (2 * pool, 4 * pool):
+        raise ConfigError(f"{source}: LANDMARK_HEATMAP_SIZE must be 2 or 4 times LANDMARK_POOL_SIZE "
+                          f"({2 * pool} or {4 * pool}), got {size}")
 
 
 def _check_aliases(config, source: str) -> None:

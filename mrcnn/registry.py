@@ -100,3 +100,4 @@ BACKBONES.register("resnet18_half", BackboneSpec("basic", (2, 2, 2, 2), (32, 64,
 # ROI heads: per-ROI branches beside the box head (see mrcnn.modeling.roi_heads.RoiHead).
 ROI_HEADS = Registry("ROI head")
 ROI_HEADS.register("mask", "mrcnn.modeling.mask_head:MaskHead")
+ROI_HEADS.register("landmarks", "mrcnn.modeling.landmark_head:LandmarkHead")

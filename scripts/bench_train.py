@@ -15,7 +15,9 @@
      ends at e/E of the time), so its shape holds whatever the machine's speed;
   3. detects on every validation image with ``MaskRCNN(mode="inference")`` (DETECTION_MIN_CONFIDENCE 0,
      as COCO evaluation does) and scores the masks and boxes with pycocotools (``mrcnn.eval.coco_eval``).
-  Target: mask AP50 >= 0.5. Prints and writes a JSON summary (``--out``).
+  With the landmark head (configs/synthetic.toml has it on) also landmark AP (COCO keypoint AP,
+  DeepFashion2's OKS sigmas); ``--set 'ROI_HEADS=["mask"]'`` trains without it, for comparison.
+  Target: mask AP50 >= 0.5 (landmark AP >= 0.5). Prints and writes a JSON summary (``--out``).
 
 --step: seconds per training step (images/s) of our model at the config's image size, batch and ROIs
   per image, on one fixed batch (so the input pipeline is not measured); with --torch also
@@ -60,20 +62,28 @@ def ensure_split(cache: Path, num_images: int, seed: int, min_side: int, max_sid
     from df2coco.convert import convert_split
     from df2coco.synthetic import generate_split
 
-    split = cache / f"synth_{num_images}_s{seed}_{min_side}-{max_side}"
+    split = cache / f"synth_{num_images}_s{seed}_{min_side}-{max_side}_kp"  # with keypoints (shape-tied landmarks)
     annotations = split.with_suffix(".json")
     if not annotations.is_file():
         log(f"generating {num_images} images (seed {seed}) into {split}")
         generate_split(split, num_images, seed=seed, min_side=min_side, max_side=max_side)
-        convert_split(split, annotations, force=True, keypoints=False)
+        convert_split(split, annotations, force=True)
     return annotations, split / "image"
+
+
+def head_fields(config):
+    """The instance fields the config's ROI heads train on (the landmark head's "keypoints")."""
+    from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
+
+    return instance_fields(build_roi_heads(config))
 
 
 def load_dataset(annotations: Path, images: Path, config):
     from mrcnn.data.coco import CocoDataset
 
     dataset = CocoDataset()
-    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES,
+                      annotation_fields=[field.name for field in head_fields(config)])
     dataset.prepare()
     return dataset
 
@@ -121,10 +131,11 @@ def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: 
 
 
 def evaluate_masks(config, weights_path: Path, annotations: Path, images: Path) -> dict:
-    """COCO bbox and segm metrics of the weights on a converted split (every image)."""
+    """COCO bbox, segm (and, with the landmark head, keypoint) metrics of the weights on a converted split."""
     from mrcnn.config import with_overrides
     from mrcnn.eval.results import detections_to_records
     from mrcnn.eval.coco_eval import evaluate
+    from mrcnn.eval.keypoint_eval import category_slices
     from mrcnn.eval.results import load_ground_truth
     from mrcnn.io.images import read_image_rgb
     from mrcnn.model import MaskRCNN
@@ -132,7 +143,8 @@ def evaluate_masks(config, weights_path: Path, annotations: Path, images: Path) 
     config = with_overrides(config, IMAGES_PER_GPU=1, GPU_COUNT=1, DETECTION_MIN_CONFIDENCE=0.0)
     model = MaskRCNN(mode="inference", config=config, model_dir=weights_path.parent)
     model.load_weights(str(weights_path), by_name=True)
-    gt = load_ground_truth(annotations)
+    landmarks = "landmarks" in config.ROI_HEADS
+    gt = load_ground_truth(annotations, keypoints=landmarks)
     class_names = config.class_names()
     records = []
     start = time.time()
@@ -141,9 +153,10 @@ def evaluate_masks(config, weights_path: Path, annotations: Path, images: Path) 
         detections = model.detect([image])[0]
         records += detections_to_records(detections, image_id, class_names)
     seconds = time.time() - start
-    metrics = evaluate(gt, records)
+    slices = category_slices(config.LANDMARK_COUNTS) if landmarks else None
+    metrics = evaluate(gt, records, keypoints=landmarks, keypoint_slices=slices)
     return {"detect_seconds": seconds, "images": len(gt.imgs), "detections": len(records),
-            "segm": metrics["segm"], "bbox": metrics["bbox"],
+            "segm": metrics["segm"], "bbox": metrics["bbox"], "keypoints": metrics["keypoints"],
             "per_category_segm_AP50": {c["name"]: c["segm"]["AP50"] for c in metrics["per_category"]}}
 
 
@@ -163,8 +176,10 @@ def run_learning(args) -> dict:
                "val_images": args.val_images, "image_sides": sides, "minutes_budget": args.minutes,
                **training, **evaluation, "uptime_end": uptime()}
     (out / "learning.json").write_text(json.dumps(summary, indent=1))
+    landmarks = evaluation["keypoints"]
+    landmark_text = f", landmark AP {landmarks['AP']:.3f} AP50 {landmarks['AP50']:.3f}" if landmarks else ""
     log(f"mask AP50 {evaluation['segm']['AP50']:.3f}, mask AP {evaluation['segm']['AP']:.3f}, "
-        f"box AP50 {evaluation['bbox']['AP50']:.3f} (target mask AP50 >= 0.5); {uptime()}")
+        f"box AP50 {evaluation['bbox']['AP50']:.3f}{landmark_text} (target mask AP50 >= 0.5); {uptime()}")
     return summary
 
 
@@ -285,7 +300,7 @@ def run_step(args) -> dict:
     config = config_with_overrides(args)
     annotations, images = ensure_split(args.cache, args.val_images, args.val_seed, args.min_side, args.max_side)
     dataset = load_dataset(annotations, images, config)
-    batch = next(iter(build_training_dataset(dataset, config, seed=0)))
+    batch = next(iter(build_training_dataset(dataset, config, seed=0, instance_fields=head_fields(config))))
     threads = os.cpu_count()
     result = {"config": str(args.config), "overrides": args.set, "backbone": config.BACKBONE,
               "image_side": int(config.IMAGE_SHAPE[0]), "batch": config.BATCH_SIZE,
@@ -321,7 +336,7 @@ def run_pipeline(args) -> dict:
     sides = (args.min_side, args.max_side)
     annotations, images = ensure_split(args.cache, args.train_images, args.train_seed, *sides)
     dataset = load_dataset(annotations, images, config)
-    iterator = iter(build_training_dataset(dataset, config, seed=0))
+    iterator = iter(build_training_dataset(dataset, config, seed=0, instance_fields=head_fields(config)))
     for _ in range(3):
         next(iterator)
     before = uptime()

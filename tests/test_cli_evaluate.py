@@ -17,7 +17,8 @@ from fseg.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_CONFIG = REPO / "configs" / "deepfashion2.toml"
-METRICS_KEYS = {"info", "images", "instances", "detections", "bbox", "segm", "per_category", "by", "matterport"}
+METRICS_KEYS = {"info", "images", "instances", "detections", "bbox", "segm", "keypoints", "per_category", "by",
+                "matterport"}
 H, W = 50, 70
 
 

@@ -21,7 +21,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert metrics["images"] == 4 and metrics["instances"] > 0
     assert 0.0 <= metrics["segm"]["AP50"] <= 1.0
     assert len(list((out / "predictions").glob("*.jpg"))) == 4  # overlays keep the JPEG format
-    assert "mask AP50" in result.output
+    assert 0.0 <= metrics["keypoints"]["AP"] <= 1.0  # the demo config trains the landmark head
+    assert "mask AP50" in result.output and "landmark AP" in result.output
 
     again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--minutes", "1"])
     assert again.exit_code == 2 and "not empty" in again.output

@@ -30,7 +30,7 @@ def synthetic_split(tmp_path_factory):
     split = tmp_path_factory.mktemp("learning") / "train"
     generate_split(split, NUM_IMAGES, seed=5, min_side=160, max_side=256, workers=1)
     annotations = split.parent / "train.json"
-    convert_split(split, annotations, force=True, keypoints=False, workers=1)
+    convert_split(split, annotations, force=True, workers=1)  # with keypoints: the config trains landmarks
     return annotations, split / "image"
 
 
@@ -46,10 +46,10 @@ def test_loss_falls_well_below_its_start_from_random_weights(synthetic_split, tm
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     config = with_overrides(load_config(CONFIG), STEPS_PER_EPOCH=STEPS_PER_EPOCH)
-    assert config.BACKBONE.startswith("resnet18") and config.TRAIN_BN
+    assert config.BACKBONE.startswith("resnet18") and config.TRAIN_BN and "landmarks" in config.ROI_HEADS
     annotations, images = synthetic_split
     dataset = CocoDataset()
-    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, annotation_fields=["keypoints"])
     dataset.prepare()
     assert dataset.num_images == NUM_IMAGES
 
@@ -62,7 +62,7 @@ def test_loss_falls_well_below_its_start_from_random_weights(synthetic_split, tm
     assert all(math.isfinite(v) for v in losses)
     start, end = losses[0], losses[-1]
     assert end < 0.6 * start, f"loss fell only from {start:.3f} to {end:.3f} ({losses})"
-    # Every part is trained: the sum of the five losses falls, and none of them grows much.
+    # Every part is trained: the sum of the six losses falls, and none of them grows much.
     for name in loss_names(config, model.roi_heads):
         assert history[name][-1] < 1.5 * history[name][0] + 0.05, (name, history[name])
     # A checkpoint was written for every epoch, in matterport's naming.

@@ -18,8 +18,8 @@ import numpy as np
 
 from df2coco.categories import CATEGORY_BY_ID
 from df2coco.synthetic import render
-from df2coco.synthetic.shapes import BOTTOMS, DRESSES, OUTWEAR, TROUSERS, build_shape, place_shape, \
-    sample_on_outline
+from df2coco.synthetic.shapes import BOTTOMS, DRESSES, OUTWEAR, TROUSERS, build_shape, landmarks_on_outline, \
+    place_shape
 
 MAX_COVERED = 0.25  # largest fraction of a garment that later garments may hide
 ITEM_COUNT_WEIGHTS = (0.3, 0.35, 0.2, 0.15)  # P(1), P(2), P(3), P(4) garments per image
@@ -41,7 +41,8 @@ class PlacedGarment:
     outline: [K, (x, y)] int32 pixels, simple polygon, not closed.
     parts: list of int index arrays into ``outline`` (sub-polygons: sleeves, legs).
     mask: bool [H, W], the filled outline.
-    landmarks: [N, (x, y)] int32 pixels on the outline, N = the category's landmark count.
+    landmarks: [N, (x, y)] int32 pixels on the outline, N = the category's landmark count: its corners
+      and fixed points of its edges (``shapes.landmarks_on_outline``), the same parts on every garment of a category.
     landmark_hidden: bool [N], True where a later garment covers the landmark.
     covered: fraction of the mask hidden by later garments, in [0, 1].
     """
@@ -145,7 +146,7 @@ def _finish_occlusion(garments: list[PlacedGarment], height: int, width: int) ->
     for g in reversed(garments):
         g.covered = float(np.count_nonzero(g.mask & above)) / max(g.area, 1)
         n = CATEGORY_BY_ID[g.category].num_landmarks
-        pts = np.round(sample_on_outline(g.outline.astype(np.float64), n)).astype(np.int32)
+        pts = np.round(landmarks_on_outline(g.outline.astype(np.float64), n)).astype(np.int32)
         pts[:, 0] = np.clip(pts[:, 0], 0, width - 1)
         pts[:, 1] = np.clip(pts[:, 1], 0, height - 1)
         g.landmarks = pts

@@ -244,16 +244,29 @@ def place_shape(shape: GarmentShape, height_px: float, angle_deg: float, jitter:
     )
 
 
-def sample_on_outline(outline: np.ndarray, count: int) -> np.ndarray:
-    """``count`` points spaced evenly by arc length along a closed outline, starting at vertex 0.
+def landmarks_on_outline(outline: np.ndarray, count: int) -> np.ndarray:
+    """``count`` landmarks tied to the garment's shape: its corners, then fixed points of its edges.
+
+    A category's outline always has the same vertices in the same order (the neck centre or
+    waistband centre first, see the builders), so landmark i is the same part of every garment
+    of a category, wherever the shape's random proportions put it. With count >= K vertices:
+    every vertex, and the count - K others spread over the edges in a fixed order (edge e gets
+    points at fractions j / (m + 1) of its length, j = 1..m); with count < K: the vertices
+    round(i K / count), i = 0..count - 1. Points are listed in outline order.
 
     outline: [K, (x, y)] float64. Returns [count, (x, y)] float64 points on the outline.
     """
-    closed = np.concatenate([outline, outline[:1]], axis=0)
-    seg = np.diff(closed, axis=0)  # [K, 2]
-    seg_len = np.hypot(seg[:, 0], seg[:, 1])
-    cum = np.concatenate([[0.0], np.cumsum(seg_len)])
-    targets = np.arange(count) * (cum[-1] / count)
-    idx = np.clip(np.searchsorted(cum, targets, side="right") - 1, 0, len(seg) - 1)
-    frac = (targets - cum[idx]) / np.maximum(seg_len[idx], 1e-9)
-    return closed[idx] + seg[idx] * frac[:, None]
+    outline = np.asarray(outline, np.float64)
+    vertices = len(outline)
+    if count <= vertices:
+        return outline[np.round(np.arange(count) * vertices / count).astype(int)]
+    extra = count - vertices
+    per_edge = np.full(vertices, extra // vertices)
+    per_edge[np.round(np.arange(extra % vertices) * vertices / (extra % vertices)).astype(int)] += 1
+    points = []
+    for edge in range(vertices):
+        start, stop = outline[edge], outline[(edge + 1) % vertices]
+        points.append(start)
+        points.extend(start + (stop - start) * j / (per_edge[edge] + 1) for j in range(1, per_edge[edge] + 1))
+    return np.array(points)
+

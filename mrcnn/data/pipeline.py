@@ -31,7 +31,8 @@ Per image, in order (all in TensorFlow except mask rasterisation):
      ``dataset.load_instances_resized`` (pycocotools, in ``tf.numpy_function``, so many images
      decode in parallel); points are scaled with the image;
   4. augment (:mod:`mrcnn.data.augmentation`) with fseg's ``Augmentation``: horizontal flip of image,
-     masks and points together, brightness and contrast of the image;
+     masks and points together (never while a field with ``flippable=False`` is trained, such as the
+     landmark head's DeepFashion2 landmarks), brightness and contrast of the image;
   5. centre-pad to S x S, or crop at a random offset when the image is larger (scale jitter, "crop" mode);
      an imgaug-style augmenter (matterport's ``augmentation``) runs here, on the padded image and masks;
   6. boxes from the masks (matterport's ``extract_bboxes``: y2/x2 exclusive); instances whose mask
@@ -44,6 +45,7 @@ on every run whatever the parallelism. Images of the dataset's source get active
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 
@@ -187,6 +189,10 @@ class _Preparer:
     def __init__(self, config, augment, training: bool, fields: tuple[InstanceField, ...]):
         self.augmenter = augment if is_augmenter(augment) else None  # imgaug-style, run in NumPy
         self.augment = NO_AUGMENTATION if self.augmenter is not None else augment
+        unflippable = [f.name for f in fields if not f.flippable]
+        if unflippable and self.augment.flip_probability > 0:
+            log.info("left-right flips off: the instance fields %s cannot be flipped", ", ".join(unflippable))
+            self.augment = dataclasses.replace(self.augment, flip_probability=0.0)
         self.training = training  # random crop offsets and instance subsets (else centred / first ones)
         self.fields = fields
         self.mode = config.IMAGE_RESIZE_MODE

@@ -1,5 +1,5 @@
-"""Scoring detections against a COCO ground-truth file: COCO AP (boxes and masks), per category,
-per DeepFashion2 attribute value, and matterport's mAP@0.5.
+"""Scoring detections against a COCO ground-truth file: COCO AP (boxes, masks and landmarks), per
+category, per DeepFashion2 attribute value, and matterport's mAP@0.5.
 
     gt = load_ground_truth("val.json")
     records = load_results_file("results.json")          # COCO results (RLE masks)
@@ -7,6 +7,9 @@ per DeepFashion2 attribute value, and matterport's mAP@0.5.
 
 Everything here is NumPy and pycocotools (no TensorFlow): results from any
 tool can be scored the same way.
+
+Landmarks (``"keypoints"``, when the results carry them): COCOeval's keypoint AP with DeepFashion2's
+OKS sigmas and our OKS (:mod:`mrcnn.eval.keypoint_eval`), 10 numbers (``KEYPOINT_STAT_NAMES``).
 
 COCO metrics. pycocotools' ``COCOeval`` for ``"bbox"`` and ``"segm"`` with its
 default parameters (IoU 0.50:0.05:0.95, 101 recall points, up to 100
@@ -58,10 +61,12 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from mrcnn.eval.keypoint_eval import (DEEPFASHION2_OKS_SIGMAS, KEYPOINT_SPLIT_STAT_NAMES, KEYPOINT_STAT_NAMES,
+                                     check_gt_keypoints, compute_oks, keypoint_count)
 from mrcnn.eval.matterport_ap import matterport_map50
 from mrcnn.eval.results import (EvaluationError, check_gt_segmentations, check_results, quiet, results_coco)
 
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm", "keypoints")
 # COCOeval.stats, in its order: (name, IoU, area range, max detections per image).
 STATS = (
     ("AP", "0.50:0.95", "all", 100), ("AP50", "0.50", "all", 100), ("AP75", "0.75", "all", 100),
@@ -107,6 +112,17 @@ class _COCOevalWithIgnore(COCOeval):
         super().__init__(gt, dt, iou_type)
         self.ignored_ids = ignored_ids
         self.iou_cache = iou_cache
+        if iou_type == "keypoints":  # the detections carry their OKS setup (see evaluate); default DeepFashion2's
+            self.params.kpt_oks_sigmas = np.asarray(getattr(dt, "oks_sigmas", DEEPFASHION2_OKS_SIGMAS), np.float64)
+            self.oks_slices = getattr(dt, "oks_slices", None)
+
+    def computeOks(self, imgId, catId):  # noqa: N802 (pycocotools' name)
+        if self.iou_cache is None:
+            return compute_oks(self, imgId, catId, self.oks_slices)
+        key = (imgId, catId)
+        if key not in self.iou_cache:
+            self.iou_cache[key] = compute_oks(self, imgId, catId, self.oks_slices)
+        return self.iou_cache[key]
 
     def computeIoU(self, imgId, catId):  # noqa: N802 (pycocotools' name)
         if self.iou_cache is None:
@@ -147,8 +163,10 @@ def run_cocoeval(gt: COCO, dt: COCO, iou_type: str, image_ids: Sequence[int],
 
 
 def summary_stats(evaluator: COCOeval) -> dict[str, float | None]:
-    """The 12 COCO numbers by name (``STAT_NAMES``); -1 (nothing to evaluate) becomes None."""
-    return {name: _number(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+    """The 12 COCO numbers by name (``STAT_NAMES``; keypoints: the 10 ``KEYPOINT_STAT_NAMES``);
+    -1 (nothing to evaluate) becomes None."""
+    names = KEYPOINT_STAT_NAMES if evaluator.params.iouType == "keypoints" else STAT_NAMES
+    return {name: _number(v) for name, v in zip(names, evaluator.stats)}
 
 
 def category_ap(evaluator: COCOeval) -> dict[int, dict[str, float | None]]:
@@ -266,7 +284,8 @@ def metrics_by_attribute(gt: COCO, detections: dict[str, COCO], attribute: str,
             evaluator = run_cocoeval(gt, dt, iou_type, split.image_ids, split.ignored_ids,
                                      (iou_caches or {}).get(iou_type), all_areas=False)
             stats = summary_stats(evaluator)
-            row[iou_type] = {name: stats[name] for name in SPLIT_STAT_NAMES}
+            names = KEYPOINT_SPLIT_STAT_NAMES if iou_type == "keypoints" else SPLIT_STAT_NAMES
+            row[iou_type] = {name: stats[name] for name in names}
         rows.append(row)
     total = sum(count for count in instance_counts(gt, image_ids).values())
     return {"level": attribute_level(attribute), "instances": total, "values": rows}
@@ -286,36 +305,55 @@ def _label(attribute: str, value: Any) -> str:
 
 # ================================================================== everything
 def evaluate(gt: COCO, records: Sequence[dict], image_ids: Sequence[int] | None = None,
-             by: Sequence[str] = (), map_min_score: float = 0.0, source: str = "results") -> dict:
+             by: Sequence[str] = (), map_min_score: float = 0.0, source: str = "results", *,
+             keypoints: bool | None = None, oks_sigmas=None, keypoint_slices=None) -> dict:
     """COCO metrics, per-category table, attribute splits and matterport's mAP@0.5 in one dict.
 
     Args:
-      gt: the ground truth (:func:`load_ground_truth`).
+      gt: the ground truth (:func:`load_ground_truth`; with ``keypoints=True`` for landmarks).
       records: COCO result records (any image of ``gt``; those outside image_ids are not scored).
       image_ids: the evaluated images (default: all of ``gt``'s); images without
         detections count with none.
       by: attributes to split by (``ATTRIBUTES``).
       map_min_score: score threshold for matterport's mAP@0.5 only.
+      keypoints: score landmarks (COCO keypoint AP, :mod:`mrcnn.eval.keypoint_eval`); default:
+        when the records carry ``keypoints``.
+      oks_sigmas: [K] OKS constants; default DeepFashion2's 294.
+      keypoint_slices: {category id: landmark indices} scored per category (see keypoint_eval);
+        default: all landmarks.
     Returns:
-      {"images", "instances", "detections", "bbox", "segm", "per_category", "by",
-      "matterport"}; "segm" and "matterport" are None for results without masks.
+      {"images", "instances", "detections", "bbox", "segm", "keypoints", "per_category", "by",
+      "matterport"}; "segm" and "matterport" are None for results without masks, "keypoints"
+      None when landmarks are not scored.
     Raises:
-      EvaluationError: bad records (see :func:`check_results`) or an unknown attribute.
+      EvaluationError: bad records (see :func:`check_results`), an unknown attribute, or
+        landmarks to score without keypoints in the ground truth.
     """
     image_ids = list(gt.imgs) if image_ids is None else list(image_ids)
     for attribute in by:
         attribute_level(attribute)
     _, has_masks = check_results(gt, records, source)
+    count = keypoint_count(records, source)
     wanted = set(image_ids)
     records = [r for r in records if r["image_id"] in wanted]
     iou_types = ["bbox"] + (["segm"] if has_masks or not records else [])
     if "segm" in iou_types:
         check_gt_segmentations(gt, image_ids)
+    if keypoints or (keypoints is None and count):
+        iou_types.append("keypoints")
     detections = {t: results_coco(gt, records, t) for t in iou_types}
+    if "keypoints" in detections:
+        sigmas = DEEPFASHION2_OKS_SIGMAS if oks_sigmas is None else np.asarray(oks_sigmas, np.float64)
+        if count and count != len(sigmas):
+            raise EvaluationError(f"{source}: records have {count} keypoints, the OKS sigmas {len(sigmas)}")
+        check_gt_keypoints(gt, image_ids, len(sigmas))
+        detections["keypoints"].oks_sigmas = sigmas
+        detections["keypoints"].oks_slices = keypoint_slices
     caches: dict[str, dict] = {t: {} for t in iou_types}
     metrics = {"images": len(image_ids), "instances": sum(instance_counts(gt, image_ids).values()),
                "detections": len(records), **coco_metrics(gt, detections, image_ids, caches)}
     metrics.setdefault("segm", None)
+    metrics.setdefault("keypoints", None)
     metrics["by"] = {a: metrics_by_attribute(gt, detections, a, image_ids, caches) for a in by}
     metrics["matterport"] = (matterport_map50(gt, records, image_ids, map_min_score)
                              if "segm" in detections else None)

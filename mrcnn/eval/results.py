@@ -10,7 +10,9 @@ One record per detection::
 
 ``bbox`` is COCO's [x, y, width, height] in pixels of the image as read (top-left
 corner, floats); ``segmentation`` is the mask as compressed RLE with ``counts``
-as a str (JSON-ready). The last four keys are ours; pycocotools ignores them.
+as a str (JSON-ready). A model with the landmark head adds COCO ``keypoints`` (x, y, score for
+each landmark of the table; only the detection's category's slice is non-zero). The last four
+keys are ours; pycocotools ignores them.
 ``loadRes`` also needs the images and categories, which :func:`images_record`
 and :func:`categories_records` build (a GT-like skeleton with no annotations).
 """
@@ -75,7 +77,9 @@ def detections_to_records(
     Args:
       detections: one element of ``MaskRCNN.detect``'s list: "rois" [N, (y1, x1,
         y2, x2)] int32 pixels (exclusive y2/x2), "class_ids" [N] int32,
-        "scores" [N] float32, "masks" [H, W, N] bool.
+        "scores" [N] float32, "masks" [H, W, N] bool; with the landmark head also "landmarks"
+        [N, K, (x, y, score)], written as the record's COCO ``keypoints`` (3 K numbers, the
+        detection's class slice filled, the others 0).
       image_id: the image's id in the matching images list.
       class_names: names by class id, background first.
       file_name: stored in each record when given.
@@ -101,6 +105,8 @@ def detections_to_records(
             "width": int(width),
             "height": int(height),
         }
+        if "landmarks" in detections:  # the landmark head's: 3 values per landmark, the class slice filled
+            record["keypoints"] = [round(float(v), 2) for v in np.asarray(detections["landmarks"][i]).reshape(-1)]
         if file_name is not None:
             record["file_name"] = file_name
         records.append(record)
@@ -140,20 +146,32 @@ def quiet():
         yield
 
 
-def load_ground_truth(path: str | Path) -> COCO:
+def load_ground_truth(path: str | Path, keypoints: bool = False) -> COCO:
     """Read a COCO instances file as a pycocotools ``COCO`` (quietly).
 
-    ``keypoints`` fields are dropped while parsing (DeepFashion2 files carry
-    882 numbers per garment that evaluation does not need). Annotations
-    without ``iscrowd`` get 0. Raises EvaluationError for a missing or
-    non-COCO file.
+    ``keypoints`` fields (DeepFashion2 files carry 882 numbers per garment) are dropped while
+    parsing, or with ``keypoints=True`` (landmark evaluation) kept as float32 arrays, a tenth of
+    the memory of Python lists, with ``num_keypoints`` (labelled points) added where missing.
+    Annotations without ``iscrowd`` get 0. Raises EvaluationError for a missing or non-COCO file.
     """
-    data = read_json(path, EvaluationError, "COCO annotation file", object_hook=_drop_keypoints)
+    hook = _compact_keypoints if keypoints else _drop_keypoints
+    data = read_json(path, EvaluationError, "COCO annotation file", object_hook=hook)
     return ground_truth_from_dict(data, str(path))
 
 
 def _drop_keypoints(obj: dict) -> dict:
     obj.pop("keypoints", None)
+    return obj
+
+
+def _compact_keypoints(obj: dict) -> dict:
+    points = obj.get("keypoints")
+    if isinstance(points, list) and "image_id" in obj:
+        try:
+            obj["keypoints"] = np.asarray(points, np.float32)
+        except (TypeError, ValueError):
+            raise EvaluationError(f"annotation {obj.get('id')}: keypoints are not numbers") from None
+        obj.setdefault("num_keypoints", int(np.count_nonzero(obj["keypoints"][2::3] > 0)))
     return obj
 
 
@@ -278,7 +296,7 @@ def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
     for k, r in enumerate(records):
         ann = {"id": k + 1, "image_id": r["image_id"], "category_id": r["category_id"],
                "score": float(r["score"]), "iscrowd": 0}
-        if iou_type == "segm" or "bbox" not in r:
+        if iou_type == "segm" or iou_type == "bbox" and "bbox" not in r:
             image = gt.imgs[r["image_id"]]
             rle = to_rle(r["segmentation"], image["height"], image["width"])
             if list(rle["size"]) != [image["height"], image["width"]]:
@@ -287,6 +305,8 @@ def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
             ann["segmentation"] = rle
             ann["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
             ann["area"] = float(mask_utils.area(rle))
+        if iou_type == "keypoints":
+            _keypoint_fields(ann, r)
         if iou_type == "bbox" and "bbox" in r:
             if not (isinstance(r["bbox"], (list, tuple)) and len(r["bbox"]) == 4):
                 raise EvaluationError(f"result record {k}: bbox must be [x, y, width, height], got {r['bbox']!r}")
@@ -299,6 +319,20 @@ def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
     with quiet():
         coco.createIndex()
     return coco
+
+
+def _keypoint_fields(ann: dict, record: dict) -> None:
+    """keypoints, bbox and area of a keypoint detection, as ``COCO.loadRes`` sets them: with a bbox,
+    area = its width x height; without, bbox and area are the extent of all the points (zeros included)."""
+    points = np.asarray(record["keypoints"], np.float64)
+    ann["keypoints"] = points
+    if "bbox" in record:
+        ann["bbox"] = [float(v) for v in record["bbox"]]
+        ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+        return
+    x0, x1, y0, y1 = points[0::3].min(), points[0::3].max(), points[1::3].min(), points[1::3].max()
+    ann["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+    ann["area"] = float((x1 - x0) * (y1 - y0))
 
 
 def _id_of(ann: Any) -> Any:

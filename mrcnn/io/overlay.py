@@ -100,6 +100,16 @@ def draw_box(image: np.ndarray, box: Sequence[int], color: Sequence[int], line_w
     cv2.rectangle(image, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), tuple(int(c) for c in color), line_width)
 
 
+def draw_landmarks(image: np.ndarray, points: np.ndarray, color: Sequence[int], line_width: int) -> None:
+    """Dots of ``color`` ringed in white at the points [K, (x, y, score)] whose score is > 0, in place."""
+    radius = line_width + 1
+    for x, y, score in np.asarray(points, np.float64).reshape(-1, 3):
+        if score > 0:
+            centre = (int(round(x)), int(round(y)))
+            cv2.circle(image, centre, radius + 1, (255, 255, 255), -1, lineType=cv2.LINE_AA)
+            cv2.circle(image, centre, radius, tuple(int(c) for c in color), -1, lineType=cv2.LINE_AA)
+
+
 def draw_label(image: np.ndarray, text: str, box: Sequence[int], color: Sequence[int], style: DrawStyle) -> None:
     """Write ``text`` in a box filled with ``color`` at the top-left corner of ``box``, in place.
 
@@ -137,6 +147,7 @@ def draw_instances(
     show_bbox: bool = True,
     captions: Sequence[str] | None = None,
     mask_alpha: float = MASK_ALPHA,
+    landmarks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw detections (matterport's ``display_instances``, returned instead of plotted).
 
@@ -148,8 +159,10 @@ def draw_instances(
       class_names: names indexed by class id, background first.
       scores: [N] float in [0, 1], or None to leave scores out of the labels.
       captions: [N] label texts replacing "<class name> <score>".
+      landmarks: [N, K, (x, y, score)] pixels (``detect``'s "landmarks"); points with score > 0
+        (the detection's class slice) are drawn as small dots.
     Returns:
-      overlay: [H, W, 3] uint8 RGB. Masks first, then boxes, then labels, in
+      overlay: [H, W, 3] uint8 RGB. Masks first, then boxes, landmarks, then labels, in
       ascending score order so the most confident detection ends up on top.
     """
     overlay = np.array(image, dtype=np.uint8, copy=True)
@@ -170,6 +183,9 @@ def draw_instances(
     if show_bbox:
         for i in order:
             draw_box(overlay, boxes[i], colors[i], style.line_width)
+    if landmarks is not None:
+        for i in order:
+            draw_landmarks(overlay, landmarks[i], colors[i], style.line_width)
     for i in order:
         text = captions[i] if captions is not None else caption_for(
             int(class_ids[i]), class_names, None if scores is None else float(scores[i]))

@@ -10,6 +10,7 @@
     roi_targets         second-stage targets: ROI sampling, box deltas, each head's targets
     losses              the losses, as functions of tensors
     instance_fields     per-instance ground truth of extra heads, and how points follow the image
+    keypoint_targets    landmark heatmaps: targets per ROI, peaks, ROI units <-> image points
 
 Where a rule must exist in NumPy (data I/O, matterport's API) and in TensorFlow (inside a
 graph), both live side by side in one module, the TensorFlow twin named ``*_graph``, and a

@@ -29,6 +29,9 @@ class InstanceField:
       kind: "value" (geometry does not change it) or "points" (shape (K, 3): x, y, visibility).
       flip_map: for "points", the index of each point's mirror partner after a left-right
         flip (e.g. left and right sleeve ends swap); None keeps every index.
+      flippable: False for points with left/right identities but no known flip map: the input
+        pipeline then never flips images left-right while this field is trained (a flipped
+        image would teach "left" landmarks on the right).
     """
 
     name: str
@@ -36,6 +39,7 @@ class InstanceField:
     dtype: str = "float32"
     kind: str = "value"
     flip_map: tuple[int, ...] | None = None
+    flippable: bool = True
 
     def __post_init__(self):
         if not self.name.isidentifier():

@@ -1,4 +1,4 @@
-"""The five Mask R-CNN losses and the L2 weight decay, as pure functions (matterport's numerics).
+"""The five Mask R-CNN losses, the landmark head's, and the L2 weight decay, as pure functions (matterport's numerics).
 
 Every function returns a float32 scalar tensor. Predictions are cast to float32 first
 (safe under mixed precision). ``mrcnn.train.losses`` says which model outputs each one
@@ -195,3 +195,25 @@ def weight_decay_loss(weights, weight_decay):
              for w in weights
              if not any(part in _variable_name(w) for part in _NO_DECAY_NAME_PARTS)]
     return tf.add_n(terms) if terms else tf.constant(0.0)
+
+
+def landmark_loss(target_cells, target_class_ids, pred_logits):
+    """Landmark-head loss: softmax cross-entropy over each trained landmark's M * M heatmap cells.
+
+    Args:
+      target_cells: [B, R, Kmax] int, the cell of each landmark of the ROI's class slice, -1 where
+        the landmark is not trained (see :func:`mrcnn.ops.keypoint_targets.landmark_targets`).
+      target_class_ids: [B, R] int, > 0 for positive ROIs (only those are read).
+      pred_logits: [B, R, Kmax, M * M] float logits of the same slices.
+    Returns:
+      float32 scalar, the mean over the trained landmarks of all positive ROIs; 0.0 if there are none.
+    """
+    target_cells = tf.cast(target_cells, tf.int32)
+    positive = tf.cast(target_class_ids, tf.int32) > 0  # [B, R]
+    trained = tf.logical_and(target_cells >= 0, positive[..., None])  # [B, R, Kmax]
+    rows = tf.where(tf.reshape(trained, [-1]))[:, 0]
+    cells = tf.reshape(target_cells, [-1])  # [B * R * Kmax]
+    logits = tf.reshape(tf.cast(pred_logits, tf.float32), [-1, tf.shape(pred_logits)[-1]])  # [B * R * Kmax, MM]
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(cells, rows),
+                                                            logits=tf.gather(logits, rows))
+    return _mean_or_zero(losses)

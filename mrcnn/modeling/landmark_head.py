@@ -1,0 +1,105 @@
+"""The landmark head: Mask R-CNN's keypoint branch for garment landmarks (DeepFashion2's 294).
+
+Per ROI: ROIAlign (LANDMARK_POOL_SIZE) -> LANDMARK_HEAD_CONV_LAYERS 3x3 convolutions with ReLU
+(LANDMARK_HEAD_CONV_CHANNELS wide) -> a 4x4 up-convolution of stride 2 to one heatmap per landmark
+of the global table (NUM_LANDMARKS channels) -> bilinear 2x upsampling when LANDMARK_HEATMAP_SIZE
+is 4x the pool size. Each class owns a slice of the table (LANDMARK_COUNTS); only the ROI's class
+slice is trained and returned.
+
+    training    output "mrcnn_landmarks" [B, T, Kmax, M * M] logits of each positive ROI's class slice
+                (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax]
+                int32 cells (-1 = not trained); loss "mrcnn_landmark_loss" (ops.losses.landmark_loss)
+    inference   output "mrcnn_landmarks" [B, D, N, (u_x, u_y, score)], every heatmap's peak in ROI units
+                (the layers run on the real detections only; padding rows are zeros)
+    detect()    result "landmarks" [n, N, (x, y, score)] float32 pixels of the original image, the
+                detection's class slice filled and the other landmarks zero
+
+Ground truth: the instance field "keypoints" [N, (x, y, visibility)] (the COCO annotations'
+``keypoints``: DeepFashion2 files from ``fseg convert`` carry 882 numbers per garment). DeepFashion2's
+landmarks have left/right identities whose mirror pairs are not published as data, so the field
+is not flippable: training with this head switches left-right flips off (mrcnn.data.pipeline).
+
+Layer names start with ``mrcnn_landmark`` (weights: ``mrcnn_landmark_conv1..``,
+``mrcnn_landmark_heatmaps``), so checkpoints keep matterport's layout plus these layers, and files
+without them (matterport's COCO weights, fseg checkpoints without the head) load with the head left
+at its initialisation.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import layers
+
+from mrcnn.layers.glue import GatherPositiveRois, ScatterPositiveRois
+from mrcnn.layers.landmarks import ClassSliceLogits, HeatmapPeaks
+from mrcnn.layers.roi_align import roi_align_layer
+from mrcnn.modeling.roi_heads import RoiHead
+from mrcnn.ops.instance_fields import InstanceField
+from mrcnn.ops.keypoint_targets import class_landmarks, landmark_index_table, landmark_targets
+from mrcnn.ops.losses import landmark_loss
+
+FIELD = "keypoints"  # the COCO annotation key and instance field of the landmarks
+
+
+def landmark_heatmaps(x, config):
+    """The head's layers on a batch of pooled ROIs: [R, p, p, D] -> [R, M, M, NUM_LANDMARKS] logits."""
+    for i in range(1, config.LANDMARK_HEAD_CONV_LAYERS + 1):
+        x = layers.Conv2D(config.LANDMARK_HEAD_CONV_CHANNELS, 3, padding="same", activation="relu",
+                          kernel_initializer="he_normal", name=f"mrcnn_landmark_conv{i}")(x)
+    x = layers.Conv2DTranspose(config.NUM_LANDMARKS, 4, strides=2, padding="same",
+                               kernel_initializer="he_normal", name="mrcnn_landmark_heatmaps")(x)
+    if config.LANDMARK_HEATMAP_SIZE == 4 * config.LANDMARK_POOL_SIZE:
+        x = layers.UpSampling2D(2, interpolation="bilinear", name="mrcnn_landmark_upsample")(x)
+    return x
+
+
+class LandmarkHead(RoiHead):
+    """Landmark heatmaps per ROI (registered as "landmarks"); see the module docstring."""
+
+    name = "landmarks"
+    loss_name = "mrcnn_landmark_loss"
+    output_name = "mrcnn_landmarks"
+    result_key = "landmarks"
+    class_specific_layers = ("mrcnn_landmark_heatmaps",)  # one channel per landmark of the classes' slices
+    layer_pattern = r"mrcnn\_landmark.*"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.index_table = landmark_index_table(config.LANDMARK_COUNTS)  # [C, Kmax]
+        self.instance_fields = (InstanceField(FIELD, shape=(config.NUM_LANDMARKS, 3), kind="points",
+                                              flippable=False),)
+
+    def target_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec([self.index_table.shape[1]], tf.int32)
+
+    def roi_targets(self, positive_rois, matched_gt, gt):
+        c = self.config
+        return landmark_targets(positive_rois, matched_gt, gt, field=FIELD, index_table=self.index_table,
+                                image_hw=[int(v) for v in c.IMAGE_SHAPE[:2]], heatmap_size=c.LANDMARK_HEATMAP_SIZE)
+
+    def _pooled(self, feature_maps, boxes, image_meta):
+        pool = self.config.LANDMARK_POOL_SIZE
+        return roi_align_layer(pool, "roi_align_landmarks")([boxes, image_meta, *feature_maps])  # [B, N, p, p, D]
+
+    def build_training(self, feature_maps, rois, image_meta, target_class_ids):
+        pooled = self._pooled(feature_maps, rois, image_meta)
+        x = GatherPositiveRois(name="mrcnn_landmark_positive_rois")([pooled, target_class_ids])  # [P, p, p, D]
+        classes = GatherPositiveRois(name="mrcnn_landmark_positive_classes")([target_class_ids, target_class_ids])
+        logits = landmark_heatmaps(x, self.config)  # [P, M, M, N]
+        picked = ClassSliceLogits(self.index_table, name="mrcnn_landmark_class_slice",
+                                  dtype="float32")([logits, classes])  # [P, Kmax, M * M]
+        return ScatterPositiveRois(name="mrcnn_landmark_scatter")([picked, target_class_ids])
+
+    def loss(self, targets, predictions, target_class_ids):
+        return landmark_loss(targets, target_class_ids, predictions)
+
+    def build_inference(self, feature_maps, detection_boxes, image_meta, detection_class_ids):
+        # The layers run on the real detections only (class id > 0); padding rows get zeros.
+        pooled = self._pooled(feature_maps, detection_boxes, image_meta)
+        x = GatherPositiveRois(name="mrcnn_landmark_detections")([pooled, detection_class_ids])  # [R, p, p, D]
+        peaks = HeatmapPeaks(name="mrcnn_landmark_peaks", dtype="float32")(landmark_heatmaps(x, self.config))
+        return ScatterPositiveRois(name="mrcnn_landmark_detections_scatter",
+                                   dtype="float32")([peaks, detection_class_ids])  # [B, D, N, 3]
+
+    def unmold(self, predictions, class_ids, boxes, image_shape):
+        """[n, NUM_LANDMARKS, (x, y, score)] float32 pixels of the original image (class slice only)."""
+        return class_landmarks(predictions, class_ids, boxes, self.index_table)

@@ -1,0 +1,185 @@
+"""Landmark (keypoint) heatmaps: targets per ROI, peaks of predicted heatmaps, and ROI <-> image points.
+
+Mask R-CNN's keypoint design: each landmark of a positive ROI is one cell of an M x M grid laid
+over the ROI (M = LANDMARK_HEATMAP_SIZE); the head predicts, per landmark, M * M logits and is
+trained with a softmax cross-entropy over them (:func:`mrcnn.ops.losses.landmark_loss`).
+
+Conventions (on top of :mod:`mrcnn.ops.boxes`):
+
+* Points are ``(x, y, visibility)`` in pixels of the image frame where pixel i spans [i, i + 1)
+  (as in :mod:`mrcnn.ops.instance_fields`); visibility 0 = not labelled, 1 = labelled but hidden
+  (occluded), 2 = visible. Both 1 and 2 are trained and scored (DeepFashion2's evaluation).
+* A ROI spans the pixels of its pixel box: a normalized ROI (y1, x1, y2, x2) of an H x W image
+  spans x in [x1 (W - 1), x2 (W - 1) + 1] (the pixel box x1 .. x2 exclusive of
+  :func:`mrcnn.ops.box_frames.denorm_boxes`, without rounding). A point's *ROI units* ``u`` are its
+  position in that span, 0 at the left/top edge and 1 at the right/bottom edge.
+* Cell of a point: column ``min(floor(u_x M), M - 1)``, row likewise, index ``row * M + column``
+  (the row-major flattening of an [M, M] heatmap). A point is inside its ROI when 0 <= u <= 1.
+* A predicted cell is read back at its centre: ``u = (cell + 0.5) / M``.
+* Landmark slices: class c (1 .. C - 1) owns ``counts[c - 1]`` consecutive landmarks of the global
+  table (DeepFashion2: 294 landmarks, trousers 168 .. 181 0-based); :func:`landmark_index_table`
+  lists them per class, and heads work on a class's slice padded to the largest count (Kmax).
+
+``points_to_roi_units_graph`` (TF, targets) and ``roi_units_to_points`` (NumPy, unmolding) are the
+two directions of one rule; ``tests/test_landmarks.py`` keeps them inverse to each other.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+
+def landmark_index_table(counts: Sequence[int]) -> np.ndarray:
+    """Global landmark indices of every class's slice.
+
+    Args:
+      counts: landmarks per class, for class ids 1 .. len(counts) (background has none).
+    Returns:
+      [len(counts) + 1, Kmax] int32, Kmax = max(counts): row c holds the indices of class c's
+      landmarks in the global table (start = sum of the counts before it), then -1 padding;
+      row 0 (background) is all -1.
+    """
+    counts = [int(n) for n in counts]
+    width = max(counts, default=0)
+    table = np.full((len(counts) + 1, width), -1, np.int32)
+    start = 0
+    for class_id, count in enumerate(counts, start=1):
+        table[class_id, :count] = np.arange(start, start + count)
+        start += count
+    return table
+
+
+def points_to_roi_units_graph(points_xy, rois, image_hw):
+    """Points in ROI units (see the module conventions).
+
+    Args:
+      points_xy: [P, K, (x, y)] float32 pixels of the image.
+      rois: [P, (y1, x1, y2, x2)] float32, normalized to the same image.
+      image_hw: (H, W) of the image in pixels.
+    Returns:
+      [P, K, (u_x, u_y)] float32.
+    """
+    height, width = (tf.cast(v, tf.float32) for v in (image_hw[0], image_hw[1]))
+    rois = tf.cast(rois, tf.float32)
+    start = tf.stack([rois[:, 1] * (width - 1.0), rois[:, 0] * (height - 1.0)], axis=-1)  # [P, (x, y)]
+    extent = tf.stack([(rois[:, 3] - rois[:, 1]) * (width - 1.0) + 1.0,
+                       (rois[:, 2] - rois[:, 0]) * (height - 1.0) + 1.0], axis=-1)
+    return (tf.cast(points_xy, tf.float32) - start[:, None, :]) / extent[:, None, :]
+
+
+def roi_units_to_points(units, boxes) -> np.ndarray:
+    """The inverse of :func:`points_to_roi_units_graph` for pixel boxes (NumPy).
+
+    Args:
+      units: [n, K, (u_x, u_y)] float.
+      boxes: [n, (y1, x1, y2, x2)] pixels, (y2, x2) exclusive (e.g. ``detect``'s "rois").
+    Returns:
+      [n, K, (x, y)] float32 pixels of the boxes' image.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    start = boxes[:, [1, 0]]
+    extent = boxes[:, [3, 2]] - start
+    return (np.asarray(units, np.float64) * extent[:, None, :] + start[:, None, :]).astype(np.float32)
+
+
+def landmark_cells_graph(units, visibility, heatmap_size: int):
+    """Heatmap cell of every point, -1 where the point is not labelled or outside its ROI.
+
+    Args:
+      units: [P, K, (u_x, u_y)] float32 ROI units. visibility: [P, K] (> 0 = labelled).
+      heatmap_size: M.
+    Returns:
+      [P, K] int32 cell indices row * M + column in [0, M * M), or -1.
+    """
+    size = heatmap_size
+    inside = tf.reduce_all((units >= 0.0) & (units <= 1.0), axis=-1)
+    grid = tf.minimum(tf.cast(tf.floor(units * size), tf.int32), size - 1)  # [P, K, (column, row)]
+    cells = grid[..., 1] * size + grid[..., 0]
+    return tf.where(inside & (tf.cast(visibility, tf.float32) > 0), cells, -1)
+
+
+def landmark_targets(positive_rois, matched_gt, gt: Mapping[str, tf.Tensor], *, field: str, index_table,
+                     image_hw, heatmap_size: int):
+    """The landmark head's targets: per positive ROI, the cell of each landmark of its class's slice.
+
+    A landmark is trained (cell >= 0) when it is labelled (visibility > 0, occluded ones too),
+    lies inside the ROI, and belongs to the matched ground truth's class slice.
+
+    Args:
+      positive_rois: [P, (y1, x1, y2, x2)] float32, normalized to the molded image.
+      matched_gt: [P] int, the ground-truth row of each ROI.
+      gt: "class_ids" [I] int and ``field`` [I, N, (x, y, visibility)] float32 pixels of the molded image.
+      index_table: [C, Kmax] int32 from :func:`landmark_index_table`.
+      image_hw: (H, W) of the molded image. heatmap_size: M.
+    Returns:
+      [P, Kmax] int32 cell indices, -1 for landmarks not trained (and for the slice's padding).
+    """
+    points = tf.gather(tf.cast(gt[field], tf.float32), matched_gt)  # [P, N, 3]
+    indices = tf.gather(tf.constant(index_table, tf.int32), tf.gather(tf.cast(gt["class_ids"], tf.int32),
+                                                                      matched_gt))  # [P, Kmax]
+    own = tf.gather(points, tf.maximum(indices, 0), batch_dims=1)  # [P, Kmax, 3]
+    units = points_to_roi_units_graph(own[..., :2], positive_rois, image_hw)
+    cells = landmark_cells_graph(units, own[..., 2], heatmap_size)
+    return tf.where(indices >= 0, cells, -1)
+
+
+def class_slice_logits_graph(logits, class_ids, index_table):
+    """Each ROI's heatmap logits of its class's landmarks, flattened.
+
+    Args:
+      logits: [R, M, M, N] float heatmap logits, one channel per landmark of the global table.
+      class_ids: [R] int class of each ROI (0 gives zeros).
+      index_table: [C, Kmax] int32 from :func:`landmark_index_table`.
+    Returns:
+      [R, Kmax, M * M] float32, zeros for the padding of the slice.
+    """
+    logits = tf.cast(logits, tf.float32)
+    shape = tf.shape(logits)
+    flat = tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], shape[1] * shape[2]])  # [R, N, MM]
+    indices = tf.gather(tf.constant(index_table, tf.int32), tf.cast(class_ids, tf.int32))  # [R, Kmax]
+    picked = tf.gather(flat, tf.maximum(indices, 0), batch_dims=1)  # [R, Kmax, MM]
+    return picked * tf.cast(indices >= 0, tf.float32)[..., None]
+
+
+def heatmap_peaks_graph(logits):
+    """The most likely cell of every heatmap, in ROI units, and its softmax probability.
+
+    Args:
+      logits: [R, M, M, N] float heatmap logits.
+    Returns:
+      [R, N, (u_x, u_y, score)] float32: the peak cell's centre and its probability in (0, 1].
+    """
+    logits = tf.cast(logits, tf.float32)
+    shape = tf.shape(logits)
+    size = shape[1]
+    flat = tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], size * size])
+    cells = tf.argmax(flat, axis=-1, output_type=tf.int32)  # [R, N]
+    score = tf.reduce_max(tf.nn.softmax(flat, axis=-1), axis=-1)
+    size_f = tf.cast(size, tf.float32)
+    u_x = (tf.cast(cells % size, tf.float32) + 0.5) / size_f
+    u_y = (tf.cast(cells // size, tf.float32) + 0.5) / size_f
+    return tf.stack([u_x, u_y, score], axis=-1)
+
+
+def class_landmarks(peaks, class_ids, boxes, index_table) -> np.ndarray:
+    """``detect``'s landmarks: each detection's class slice in image pixels, the other landmarks zero (NumPy).
+
+    Args:
+      peaks: [n, N, (u_x, u_y, score)] from :func:`heatmap_peaks_graph`.
+      class_ids: [n] int. boxes: [n, (y1, x1, y2, x2)] pixels, (y2, x2) exclusive.
+      index_table: [C, Kmax] from :func:`landmark_index_table`.
+    Returns:
+      [n, N, (x, y, score)] float32.
+    """
+    peaks = np.asarray(peaks, np.float32)
+    result = np.zeros_like(peaks)
+    if not len(peaks):
+        return result
+    points = roi_units_to_points(peaks[..., :2], boxes)
+    for row, class_id in enumerate(np.asarray(class_ids, int)):
+        own = index_table[class_id][index_table[class_id] >= 0]
+        result[row, own, :2] = points[row, own]
+        result[row, own, 2] = peaks[row, own, 2]
+    return result

@@ -1,0 +1,123 @@
+"""The landmark head: heatmap targets and loss on hand cases, the ROI <-> image rule both ways."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn.ops.box_frames import denorm_boxes
+from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_logits_graph, heatmap_peaks_graph,
+                                        landmark_index_table, landmark_targets, points_to_roi_units_graph,
+                                        roi_units_to_points)
+from mrcnn.ops.losses import landmark_loss
+
+# Three classes with 2, 4 and 1 landmarks: class 1 owns landmarks 0-1, class 2 owns 2-5, class 3 owns 6.
+COUNTS = (2, 4, 1)
+
+
+def test_index_table_lists_each_class_slice_padded():
+    table = landmark_index_table(COUNTS)
+    np.testing.assert_array_equal(table, [[-1, -1, -1, -1], [0, 1, -1, -1], [2, 3, 4, 5], [6, -1, -1, -1]])
+
+
+def hand_case():
+    """A 101 x 101 image (normalized = pixels / 100): one ROI spanning pixels x 20..60, y 10..50 (exclusive)."""
+    points = np.zeros((2, 7, 3), np.float32)
+    # Instance 0, class 2 (landmarks 2-5); its landmark 0 is labelled but belongs to class 1's slice.
+    points[0, 0] = (30, 30, 2)
+    points[0, 2] = (25, 15, 2)  # visible, u = (0.125, 0.125): cell (row 0, column 0) = 0
+    points[0, 3] = (55, 45, 1)  # occluded (v = 1) still trained: u = (0.875, 0.875): cell 3 * 4 + 3 = 15
+    points[0, 4] = (60, 10, 2)  # on the right edge, u = (1, 0): last column, cell 3
+    points[0, 5] = (30, 30, 0)  # not labelled
+    # Instance 1, class 1 (landmarks 0-1).
+    points[1, 0] = (70, 20, 2)  # outside the ROI
+    points[1, 1] = (35, 25, 2)  # u = (0.375, 0.375): cell 1 * 4 + 1 = 5
+    gt = {"class_ids": tf.constant([2, 1]), "points": tf.constant(points)}
+    roi = [0.10, 0.20, 0.49, 0.59]
+    return gt, tf.constant([roi, roi], tf.float32)
+
+
+def test_targets_keep_labelled_points_inside_the_roi_of_the_matched_class_slice():
+    gt, rois = hand_case()
+    cells = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points",
+                             index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
+    np.testing.assert_array_equal(cells.numpy(), [[0, 15, 3, -1], [-1, 5, -1, -1]])
+
+
+def test_roi_units_and_image_points_are_inverse_rules():
+    rng = np.random.default_rng(0)
+    height, width = 120, 90
+    pixel_boxes = np.array([[10, 5, 70, 40], [0, 0, 120, 90], [33, 61, 34, 62]], np.int32)  # last: one pixel
+    rois = (pixel_boxes - [0, 0, 1, 1]) / np.array([height - 1, width - 1, height - 1, width - 1])
+    np.testing.assert_array_equal(denorm_boxes(rois, (height, width)), pixel_boxes)
+    points = rng.uniform(0, 120, size=(3, 5, 2)).astype(np.float32)
+    units = points_to_roi_units_graph(tf.constant(points), tf.constant(rois, tf.float32), (height, width))
+    np.testing.assert_allclose(roi_units_to_points(units.numpy(), pixel_boxes), points, atol=1e-3)
+    # The box's own span is [0, 1].
+    corners = np.array([[[5, 10], [40, 70]]], np.float32)
+    units = points_to_roi_units_graph(tf.constant(corners), tf.constant(rois[:1], tf.float32), (height, width))
+    np.testing.assert_allclose(units.numpy(), [[[0, 0], [1, 1]]], atol=1e-6)
+
+
+def test_loss_is_the_mean_cross_entropy_of_trained_landmarks_of_positive_rois():
+    logits = np.zeros((1, 3, 2, 4), np.float32)
+    logits[0, 0, 0] = [2, 0, 0, 0]
+    targets = np.array([[[0, -1], [3, 1], [2, 2]]])  # ROI 2 is a negative: not read
+    class_ids = np.array([[1, 1, 0]])
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 3)) + 2 * math.log(4)) / 3
+    assert float(landmark_loss(targets, class_ids, logits)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_loss_without_trained_landmarks_is_zero_with_finite_gradients():
+    logits = tf.Variable(tf.random.normal((1, 2, 2, 4)))
+    with tf.GradientTape() as tape:
+        loss = landmark_loss(tf.constant([[[-1, -1], [0, 1]]]), tf.constant([[3, 0]]), logits)
+    gradient = tape.gradient(loss, logits)
+    assert float(loss) == 0.0
+    assert gradient is not None and np.all(np.isfinite(gradient.numpy())) and not np.any(gradient.numpy())
+
+
+def test_slice_logits_pick_each_roi_class_channels():
+    logits = np.arange(2 * 2 * 2 * 7, dtype=np.float32).reshape(2, 2, 2, 7)  # [R, M, M, N]
+    picked = class_slice_logits_graph(tf.constant(logits), tf.constant([3, 0]),
+                                      landmark_index_table(COUNTS)).numpy()
+    assert picked.shape == (2, 4, 4)
+    np.testing.assert_array_equal(picked[0, 0], logits[0, :, :, 6].reshape(-1))  # class 3 -> landmark 6
+    assert not picked[0, 1:].any() and not picked[1].any()  # padding and background are zeros
+
+
+def test_peaks_are_cell_centres_with_their_probability_and_only_the_class_slice_is_returned():
+    logits = np.zeros((1, 4, 4, 7), np.float32)
+    logits[0, 1, 3, 2] = 10.0  # landmark 2 peaks at row 1, column 3
+    logits[0, 2, 0, 3] = 10.0
+    peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()
+    np.testing.assert_allclose(peaks[0, 2, :2], [3.5 / 4, 1.5 / 4])
+    assert peaks[0, 2, 2] == pytest.approx(math.exp(10) / (math.exp(10) + 15), rel=1e-5)
+    landmarks = class_landmarks(peaks, [2], [[10, 20, 50, 60]], landmark_index_table(COUNTS))
+    np.testing.assert_allclose(landmarks[0, 2, :2], [20 + 40 * 3.5 / 4, 10 + 40 * 1.5 / 4], rtol=1e-6)
+    np.testing.assert_allclose(landmarks[0, 3, :2], [20 + 40 * 0.5 / 4, 10 + 40 * 2.5 / 4], rtol=1e-6)
+    assert not landmarks[0, [0, 1, 6]].any()  # other classes' landmarks are zero
+
+
+def test_synthetic_landmarks_are_the_same_parts_of_every_garment_of_a_category():
+    """Each landmark is a fixed outline vertex or a fixed fraction of a fixed edge, whatever the proportions."""
+    from df2coco.categories import CATEGORY_BY_ID
+    from df2coco.synthetic.shapes import build_shape, landmarks_on_outline
+
+    rng = np.random.default_rng(1)
+    for category in range(1, 14):
+        count = CATEGORY_BY_ID[category].num_landmarks
+        first, second = (build_shape(category, rng).outline for _ in range(2))
+        assert len(first) == len(second)
+        # The same affine map of the outline moves the landmarks the same way: they depend on the vertices only.
+        moved = first * [1.7, 0.6] + [5, -3]
+        np.testing.assert_allclose(landmarks_on_outline(moved, count), landmarks_on_outline(first, count) * [1.7, 0.6]
+                                   + [5, -3], atol=1e-9)
+        points = landmarks_on_outline(second, count)
+        assert points.shape == (count, 2) and len(np.unique(points.round(9), axis=0)) == count
+        if count >= len(second):  # every corner is a landmark, in outline order
+            is_vertex = [np.isclose(points, v).all(axis=1).any() for v in second]
+            assert all(is_vertex)
+        np.testing.assert_array_equal(points[0], second[0])  # the neck or waistband centre comes first
