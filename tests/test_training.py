@@ -335,27 +335,34 @@ def test_multi_worker_strategy_single_worker_trains_an_epoch(split, tmp_path):
     assert "mask_rcnn_deepfashion2_0001.h5" in result["files"]
 
 
-def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
-    """Two worker processes on this machine: they train one step each epoch together (one
-    image each), report the same (all-reduced) loss, and only the chief writes files."""
+def run_two_workers(arguments) -> list[dict]:
+    """Runs ``python -c script args...`` as workers 0 and 1 of a MultiWorkerMirroredStrategy cluster on
+    loopback ports, ``(script, *args) = arguments(index)``; returns each worker's RESULT, in index order."""
     workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", MULTI_WORKER_SCRIPT, REPO, REPO / "tests", *split, tmp_path / f"logs{index}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO))
+        script, *args = arguments(index)
+        processes.append(subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=env, cwd=REPO))
     results = []
     try:
         for process in processes:
-            stdout, stderr = process.communicate(timeout=1500)
+            stdout, stderr = process.communicate(timeout=1500)  # generous: a loaded machine is slow
             results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    chief, other = results
+    return results
+
+
+def test_multi_worker_strategy_two_workers_on_loopback(split, tmp_path):
+    """Two worker processes on this machine: they train one step each epoch together (one
+    image each), report the same (all-reduced) loss, and only the chief writes files."""
+    chief, other = run_two_workers(lambda index: (MULTI_WORKER_SCRIPT, REPO, REPO / "tests", *split,
+                                                  tmp_path / f"logs{index}"))
     assert chief["replicas"] == other["replicas"] == 2
     assert np.isfinite(chief["loss"]) and chief["loss"] == pytest.approx(other["loss"], rel=1e-6)
     assert "mask_rcnn_deepfashion2_0001.h5" in chief["files"] and "training_log.csv" in chief["files"]
@@ -398,23 +405,7 @@ SHARDED_INPUT_SCRIPT = textwrap.dedent("""
 def test_two_workers_read_and_decode_disjoint_shards_covering_the_set(split, tmp_path):
     """Issue 12: on two workers (loopback) each input pipeline decodes only its own images, split before
     decoding; the two shards are disjoint and together are every image once."""
-    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config)}
-        processes.append(subprocess.Popen([sys.executable, "-c", SHARDED_INPUT_SCRIPT, REPO, REPO / "tests", *split],
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                          cwd=REPO))
-    results = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=1500)
-            results.append(result_of(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    results = run_two_workers(lambda index: (SHARDED_INPUT_SCRIPT, REPO, REPO / "tests", *split))
     count = results[0]["images"]
     first, second = (set(r["decoded"]) for r in results)
     assert first and second and not first & second
