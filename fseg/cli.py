@@ -21,7 +21,24 @@ COMMANDS = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyCommands(click.Group):
+    """A group that imports a command's module only when that command is run or listed.
+
+    ``fseg convert`` on a small split must start fast: importing every command module
+    (and what they import) on each run cost about 40 ms of a 0.3 s start-up.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [attr for _, attr in COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for module_name, attr in COMMANDS:
+            if attr == cmd_name:
+                return getattr(importlib.import_module(module_name), attr)
+        return None
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fseg")
 def cli() -> None:
     """Fashion instance segmentation with Mask R-CNN.
@@ -38,14 +55,6 @@ def cli() -> None:
       fseg export --weights last --out exports/fashion/1
     Run `fseg COMMAND --help` for each command's options.
     """
-
-
-def _register() -> None:
-    for module_name, attr in COMMANDS:
-        cli.add_command(getattr(importlib.import_module(module_name), attr))
-
-
-_register()
 
 
 def main() -> None:

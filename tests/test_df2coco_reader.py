@@ -7,7 +7,7 @@ import pytest
 
 from df2coco import problems as P
 from df2coco import report as R
-from df2coco.reader import parse_annotation, read_annotation
+from df2coco.reader import parse_annotation, read_annotation, read_bytes
 
 SQUARE = [0, 0, 10, 0, 10, 10, 0, 10, 0, 0]
 
@@ -155,3 +155,17 @@ def test_every_problem_of_a_condemned_item_is_reported():
     ann, problems = parse({"source": "user", "pair_id": 1, "item1": bad})
     assert ann.items == []
     assert {p.problem for p in problems} == {P.UNKNOWN_CATEGORY, P.ODD_POLYGON, P.NO_POLYGON, P.BAD_FIELD}
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 70_000])
+def test_read_bytes_reads_whole_files_of_any_size(tmp_path, size):
+    path = tmp_path / "f.json"
+    content = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path.write_bytes(content)
+    assert read_bytes(path) == content
+
+
+def test_read_bytes_reads_past_the_size_the_file_system_reports():
+    # /proc files report size 0 but have content: the path for files that grow after fstat
+    content = read_bytes("/proc/self/status")
+    assert content.startswith(b"Name:") and content.endswith(b"\n") and len(content) > 200
