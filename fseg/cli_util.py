@@ -133,3 +133,14 @@ def exit_on_signals(what_is_kept: str):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+PRECISION_HELP = ("Compute precision of the network: float32, bf16 (CPUs with AVX512_BF16 or AMX, recent GPUs; "
+                  "about 3x faster on such CPUs, detections agree closely with float32) or fp16 (GPUs). Refused "
+                  "where the hardware would only emulate it. Weights and outputs are the same files either way.")
+
+
+def precision_option(function):
+    """The ``--precision`` option of the commands that run a model (predict, evaluate)."""
+    return click.option("--precision", type=click.Choice(["float32", "bf16", "fp16"]), default="float32",
+                        show_default=True, help=PRECISION_HELP)(function)

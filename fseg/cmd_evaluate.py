@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import click
 
 from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
-                           user_errors)
+                           precision_option, user_errors)
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -66,7 +66,9 @@ class DetectionRun:
 @click.option("--map-min-score", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="F",
               help="Score threshold for matterport's mAP@0.5 only (matterport-based reports often detect "
                    "at 0.7); COCO AP always uses every detection.")
-def evaluate(annotations, images_dir, weights, config_path, results_path, limit, by, out_dir, map_min_score):
+@precision_option
+def evaluate(annotations, images_dir, weights, config_path, results_path, limit, by, out_dir, map_min_score,
+             precision):
     """Score detections against ground truth: COCO AP for boxes, masks and landmarks.
 
     Runs the model over the annotation file's images (detection threshold 0,
@@ -93,7 +95,7 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
     """
     from mrcnn.eval.results import EvaluationError, load_ground_truth
 
-    check_mode(images_dir, weights, config_path, results_path)
+    check_mode(images_dir, weights, config_path, results_path, precision)
     with user_errors(EvaluationError):
         gt = load_ground_truth(annotations)
     images = list(gt.dataset["images"])[:limit] if limit else list(gt.dataset["images"])
@@ -103,7 +105,8 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
                 run, source = read_results(results_path), str(results_path)
                 out_dir = out_dir or results_path.parent
             else:
-                run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations)
+                run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations,
+                                                precision)
                 source = str(out_dir / RESULTS_FILE)
             metrics = score(gt, run, images, by, map_min_score, source, annotations)
             metrics["info"] = {"annotations": str(annotations), "results": source, "limit": limit,
@@ -120,10 +123,11 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
 
 
 # ------------------------------------------------------------------ options
-def check_mode(images_dir, weights, config_path, results_path) -> None:
+def check_mode(images_dir, weights, config_path, results_path, precision="float32") -> None:
     """Raise CommandError (exit 2) for option combinations that make no sense."""
     if results_path is not None:
-        given = [name for name, value in (("--weights", weights), ("--config", config_path)) if value]
+        given = [name for name, value in (("--weights", weights), ("--config", config_path),
+                                          ("--precision", precision != "float32")) if value]
         if given:
             raise CommandError(f"--results scores an existing file; {' and '.join(given)} cannot be used with it",
                                EXIT_USAGE)
@@ -147,8 +151,9 @@ def default_out_dir(weights_path: Path, annotations: Path) -> Path:
 
 
 # ------------------------------------------------------------------ model
-def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_path, out_dir, annotations: Path):
-    """Load config and weights, run detection over ``images``, write results.json.
+def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_path, out_dir, annotations: Path,
+               precision: str = "float32"):
+    """Load config and weights, run detection over ``images`` in ``precision``, write results.json.
 
     Returns (DetectionRun, out_dir, info for metrics.json).
     """
@@ -166,13 +171,14 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
     category_ids = category_ids_by_class(config, gt.dataset["categories"], config_source)
     out_dir = out_dir or default_out_dir(choice.path, annotations)
     runtime.check_out_dir(out_dir)
+    runtime.check_precision_or_exit(precision)
     missing = [str(images_dir / img.get("file_name", "")) for img in images if not image_path(img, images_dir)]
     echo_err(f"Config:  {config_source}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
     if missing:
         echo_err(f"Warning: {len(missing)} of {len(images)} images are missing from {images_dir} "
                  f"(e.g. {missing[0]}); they are scored with no detections")
-    model, _ = runtime.load_model(config, choice.path)
+    model, _ = runtime.load_model(config, choice.path, precision=precision)
     runtime.prepare_out_dir(out_dir)
     run = run_detection(images, images_dir, model.detect, config.class_names(), category_ids)
     if "landmarks" in config.ROI_HEADS:
@@ -181,7 +187,7 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
         run.landmarks, run.keypoint_slices = True, category_slices(config.LANDMARK_COUNTS, category_ids)
     write_json(out_dir / RESULTS_FILE, run.records)
     info = {"config": config_source, "weights": str(choice.path), "images_dir": str(images_dir),
-            "detection_min_confidence": 0.0}
+            "detection_min_confidence": 0.0, "precision": precision}
     return run, out_dir, info
 
 

@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
+                           precision_option)
 from fseg.predict_output import InputImage, PredictionWriter, check_output_names
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -46,8 +47,9 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
               help="Run a model exported with `fseg export` (a SavedModel folder) instead of --weights/--config.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run into the same --out: images it finished are not done again.")
+@precision_option
 def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay, resume,
-            model_dir):
+            model_dir, precision):
     """Find and segment garments in photos.
 
     INPUT is an image file, a folder (its .jpg/.jpeg/.png/.bmp/.webp files,
@@ -79,13 +81,16 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
       fseg predict 'photos/*.jpg' --out out/ --weights last --batch-size 2
       fseg predict big_folder/ --out out/ --resume     # after an interruption
       fseg predict test_img/ --out out/ --model exports/fashion/1
+      fseg predict big_folder/ --out out/ --precision bf16   # CPUs with AMX / AVX512_BF16
     """
     from fseg import runtime
 
     images = plan_inputs(expand_inputs(inputs))
     if model_dir is None:
-        plan = plan_checkpoint(weights, config_path, batch_size, min_confidence)
+        plan = plan_checkpoint(weights, config_path, batch_size, min_confidence, precision)
     else:
+        if precision != "float32":
+            raise CommandError("--precision applies to --weights models; an export computes in float32", EXIT_USAGE)
         plan = plan_export(model_dir, weights, config_path, batch_size, min_confidence)
     config = plan.config
     if not no_overlay:
@@ -128,8 +133,8 @@ class ModelPlan:
     load: Callable[[], object]
 
 
-def plan_checkpoint(weights, config_path, batch_size, min_confidence):
-    """The ModelPlan of a weights file (``MaskRCNN``)."""
+def plan_checkpoint(weights, config_path, batch_size, min_confidence, precision="float32"):
+    """The ModelPlan of a weights file (``MaskRCNN`` computing in ``precision``)."""
     from fseg import runtime
 
     named, _ = runtime.load_config(config_path)
@@ -140,9 +145,12 @@ def plan_checkpoint(weights, config_path, batch_size, min_confidence):
     config, config_source = runtime.load_config(config_path, weights=choice,
                                                 overrides=inference_overrides(batch_size, min_confidence))
     check_batchable(config)
-    return ModelPlan(config, [f"Config:  {config_source}", f"Weights: {choice.path} ({choice.reason})"],
-                     {"config": config_source, "weights": str(choice.path)},
-                     lambda: runtime.load_model(config, choice.path)[0])
+    runtime.check_precision_or_exit(precision)
+    shown = [f"Config:  {config_source}", f"Weights: {choice.path} ({choice.reason})"]
+    if precision != "float32":
+        shown.append(f"Precision: {precision}")
+    return ModelPlan(config, shown, {"config": config_source, "weights": str(choice.path), "precision": precision},
+                     lambda: runtime.load_model(config, choice.path, precision=precision)[0])
 
 
 def plan_export(model_dir: Path, weights, config_path, batch_size, min_confidence):

@@ -174,6 +174,17 @@ def resolve_weights_or_exit(option, config_name: str, **kwargs) -> WeightsChoice
 
 
 # ---------------------------------------------------------------- model
+def check_precision_or_exit(precision: str) -> None:
+    """``--precision`` this machine cannot compute in natively: a one-line error (exit 2), before any loading."""
+    from fseg.cli_util import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from mrcnn.modeling.precision import PrecisionError, check_precision
+
+    with user_errors(PrecisionError):
+        check_precision(precision)
+
+
 def load_model(config, weights_path: Path | None, mode: str = "inference", *, exclude=(), **model_options):
     """Build ``MaskRCNN(mode)`` for ``config`` and load ``weights_path`` (None: random weights).
 

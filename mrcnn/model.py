@@ -11,6 +11,7 @@ training in :mod:`mrcnn.train`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -30,6 +31,7 @@ from mrcnn.model_functions import (build_rpn_targets, compose_image_meta, comput
 from mrcnn.modeling.box_head import CLASS_SPECIFIC_LAYERS
 from mrcnn.modeling.inference import build_inference_model, output_names
 from mrcnn.modeling.mask_head import MaskHead
+from mrcnn.modeling.precision import building_with, check_precision
 from mrcnn.modeling.roi_heads import build_roi_heads, class_specific_layers
 from mrcnn.ops import resize as resize_ops
 from mrcnn.ops.anchors import get_anchors
@@ -55,11 +57,20 @@ class MaskRCNN:
         keras_model: the underlying ``keras.Model``.
     """
 
-    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs", strategy=None):
+    def __init__(self, mode: str, config, model_dir: str | os.PathLike = "logs", strategy=None,
+                 precision: str | None = None):
         """``strategy``: an optional ``tf.distribute.Strategy`` to build and train under
-        (MirroredStrategy for several GPUs, MultiWorkerMirroredStrategy for several machines)."""
+        (MirroredStrategy for several GPUs, MultiWorkerMirroredStrategy for several machines).
+        ``precision``: "float32", "bf16" or "fp16" for an inference model (see
+        ``mrcnn.modeling.precision``; refused with ``PrecisionError`` where the hardware has no
+        native support); None keeps Keras' global dtype policy, as matterport did."""
         if mode not in ("inference", "training"):
             raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
+        if precision is not None:
+            if mode != "inference":
+                raise ValueError("precision= is for inference models; train with `fseg train --mixed-precision`")
+            check_precision(precision)
+        self.precision = precision
         self.mode = mode
         self.config = config
         self.roi_heads = build_roi_heads(config)
@@ -69,7 +80,7 @@ class MaskRCNN:
         self.log_dir: str | None = None
         self.checkpoint_path: str | None = None
         self.set_log_dir()
-        with self.strategy.scope():
+        with self.strategy.scope(), (building_with(precision) if precision else contextlib.nullcontext()):
             self.keras_model = self.build(mode, config)
         self._infer = tf.function(self._infer_graph, jit_compile=False, reduce_retracing=True)
 

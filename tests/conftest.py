@@ -80,14 +80,15 @@ def reuse_built_models(monkeypatch):
 
     real_load_model = runtime.load_model
 
-    def load_model(config, weights_path, mode="inference", *, exclude=(), **model_options):
+    def load_model(config, weights_path, mode="inference", *, exclude=(), precision=None, **model_options):
         if mode != "inference" or model_options or weights_path is None:
-            return real_load_model(config, weights_path, mode, exclude=exclude, **model_options)
+            return real_load_model(config, weights_path, mode, exclude=exclude, precision=precision,
+                                   **model_options)
         stat = Path(weights_path).stat()
         key = (repr(sorted(config.to_dict().items())), str(weights_path), stat.st_size, stat.st_mtime_ns,
-               tuple(exclude))
+               tuple(exclude), precision)
         if key not in _BUILT_MODELS:
-            _BUILT_MODELS[key] = real_load_model(config, weights_path, mode, exclude=exclude)
+            _BUILT_MODELS[key] = real_load_model(config, weights_path, mode, exclude=exclude, precision=precision)
         return _BUILT_MODELS[key]
 
     monkeypatch.setattr(runtime, "load_model", load_model)

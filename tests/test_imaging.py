@@ -6,7 +6,7 @@ import pytest
 
 from mrcnn.ops.box_frames import norm_boxes
 from mrcnn.ops.image_meta import compose_image_meta
-from mrcnn.ops.masks import expand_mask, minimize_mask, unmold_mask
+from mrcnn.ops.masks import expand_mask, minimize_mask, paste_masks, unmold_mask
 from mrcnn.ops.resize import mold_image, resize_image, resize_mask, unmold_image
 from mrcnn.ops.unmold import unmold_detections
 
@@ -168,3 +168,36 @@ def test_parity_unmold_detections(refs):
     assert masks.shape == ref["masks"].shape
     ious = [_mask_iou(masks[..., i], ref["masks"][..., i]) for i in range(masks.shape[-1])]
     assert min(ious) >= 0.98
+
+
+@pytest.mark.parametrize("kind", ["uniform", "sigmoid", "min_at_least_half", "exact_halves"])
+def test_paste_masks_equals_one_skimage_resize_per_mask(kind):
+    """The grouped matrix resize gives exactly the pixels of matterport's per-mask unmold_mask."""
+    rng = np.random.default_rng(["uniform", "sigmoid", "min_at_least_half", "exact_halves"].index(kind))
+    for _ in range(15):
+        height, width = (int(v) for v in rng.integers(2, 400, 2))
+        n = int(rng.integers(0, 10))
+        y1, x1 = rng.integers(0, height - 1, n), rng.integers(0, width - 1, n)
+        y2 = np.array([rng.integers(a + 1, height + 1) for a in y1], dtype=np.int64)
+        x2 = np.array([rng.integers(a + 1, width + 1) for a in x1], dtype=np.int64)
+        boxes = np.stack([y1, x1, y2, x2], axis=1).reshape(-1, 4)
+        masks = {"uniform": lambda: rng.random((n, 28, 28)),
+                 "sigmoid": lambda: 1 / (1 + np.exp(-rng.normal(0, 3, (n, 28, 28)))),
+                 "min_at_least_half": lambda: 0.5 + 0.5 * rng.random((n, 28, 28)),  # skimage's clip decides
+                 "exact_halves": lambda: np.round(rng.random((n, 28, 28)) * 4) / 8}[kind]().astype(np.float32)
+        pasted = paste_masks(masks, boxes, (height, width, 3))
+        assert pasted.shape == (height, width, n) and pasted.dtype == bool
+        for i in range(n):
+            np.testing.assert_array_equal(pasted[..., i], unmold_mask(masks[i], boxes[i], (height, width)))
+
+
+def test_paste_masks_groups_many_sizes_under_the_budget(monkeypatch):
+    import mrcnn.ops.masks as masks_module
+
+    monkeypatch.setattr(masks_module, "PASTE_GROUP_ELEMENTS", 2000)  # forces many small groups
+    rng = np.random.default_rng(7)
+    boxes = np.array([[0, 0, 1, 1], [3, 4, 60, 50], [10, 10, 12, 90], [0, 0, 100, 100], [50, 20, 51, 21]])
+    masks = rng.random((5, 28, 28)).astype(np.float32)
+    pasted = paste_masks(masks, boxes, (100, 100))
+    for i in range(5):
+        np.testing.assert_array_equal(pasted[..., i], unmold_mask(masks[i], boxes[i], (100, 100)))

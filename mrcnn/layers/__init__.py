@@ -12,3 +12,8 @@ May import: :mod:`mrcnn.ops`, TensorFlow, Keras. Never the config, the models or
 # Layers that handle box coordinates compute in float32 whatever the global dtype policy
 # (under mixed precision a float16 box would round to 11 bits of precision).
 BOX_DTYPE = "float32"
+# The layers that produce the model's outputs (logits, probabilities, deltas, mask and landmark
+# probabilities) and every layer after them compute in float32 too: under bfloat16 (8 significant
+# bits) scores near 1 would round to steps of 1/256 and tie in the NMS rankings. The convolutions
+# before them carry the cost and run in the reduced precision (see mrcnn.modeling.precision).
+OUTPUT_DTYPE = "float32"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from keras import layers
 
+from mrcnn.layers import OUTPUT_DTYPE
 from mrcnn.layers.glue import FoldRois, UnfoldRois
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.backbones import BatchNorm
@@ -39,13 +40,15 @@ def fpn_classifier_head(pooled_rois, num_rois: int, num_classes: int, fc_layers_
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)  # [B*N, fc]
 
-    logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    mrcnn_class_logits = UnfoldRois(num_rois, name="mrcnn_class_logits_unfold")(logits)  # [B, N, C]
-    mrcnn_probs = layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
+    logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=OUTPUT_DTYPE)(shared)
+    mrcnn_class_logits = UnfoldRois(num_rois, name="mrcnn_class_logits_unfold",
+                                    dtype=OUTPUT_DTYPE)(logits)  # [B, N, C]
+    mrcnn_probs = layers.Activation("softmax", name="mrcnn_class", dtype=OUTPUT_DTYPE)(mrcnn_class_logits)
 
-    x = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)  # [B*N, C*4], class-major
-    x = layers.Reshape((num_classes, 4), name="mrcnn_bbox_reshape")(x)  # [B*N, C, 4]
-    mrcnn_bbox = UnfoldRois(num_rois, name="mrcnn_bbox")(x)  # [B, N, C, 4]
+    # [B*N, C*4], class-major
+    x = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc", dtype=OUTPUT_DTYPE)(shared)
+    x = layers.Reshape((num_classes, 4), name="mrcnn_bbox_reshape", dtype=OUTPUT_DTYPE)(x)  # [B*N, C, 4]
+    mrcnn_bbox = UnfoldRois(num_rois, name="mrcnn_bbox", dtype=OUTPUT_DTYPE)(x)  # [B, N, C, 4]
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 

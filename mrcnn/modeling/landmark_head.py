@@ -29,6 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import layers
 
+from mrcnn.layers import OUTPUT_DTYPE
 from mrcnn.layers.glue import GatherPositiveRois, ScatterPositiveRois
 from mrcnn.layers.landmarks import ClassSliceLogits, HeatmapPeaks
 from mrcnn.layers.roi_align import roi_align_layer
@@ -46,9 +47,11 @@ def landmark_heatmaps(x, config):
         x = layers.Conv2D(config.LANDMARK_HEAD_CONV_CHANNELS, 3, padding="same", activation="relu",
                           kernel_initializer="he_normal", name=f"mrcnn_landmark_conv{i}")(x)
     x = layers.Conv2DTranspose(config.NUM_LANDMARKS, 4, strides=2, padding="same",
-                               kernel_initializer="he_normal", name="mrcnn_landmark_heatmaps")(x)
+                               kernel_initializer="he_normal", name="mrcnn_landmark_heatmaps",
+                               dtype=OUTPUT_DTYPE)(x)
     if config.LANDMARK_HEATMAP_SIZE == 4 * config.LANDMARK_POOL_SIZE:
-        x = layers.UpSampling2D(2, interpolation="bilinear", name="mrcnn_landmark_upsample")(x)
+        x = layers.UpSampling2D(2, interpolation="bilinear", name="mrcnn_landmark_upsample",
+                                dtype=OUTPUT_DTYPE)(x)
     return x
 
 
@@ -86,7 +89,7 @@ class LandmarkHead(RoiHead):
         classes = GatherPositiveRois(name="mrcnn_landmark_positive_classes")([target_class_ids, target_class_ids])
         logits = landmark_heatmaps(x, self.config)  # [P, M, M, N]
         picked = ClassSliceLogits(self.index_table, name="mrcnn_landmark_class_slice",
-                                  dtype="float32")([logits, classes])  # [P, Kmax, M * M]
+                                  dtype=OUTPUT_DTYPE)([logits, classes])  # [P, Kmax, M * M]
         return ScatterPositiveRois(name="mrcnn_landmark_scatter")([picked, target_class_ids])
 
     def loss(self, targets, predictions, target_class_ids):
@@ -96,9 +99,9 @@ class LandmarkHead(RoiHead):
         # The layers run on the real detections only (class id > 0); padding rows get zeros.
         pooled = self._pooled(feature_maps, detection_boxes, image_meta)
         x = GatherPositiveRois(name="mrcnn_landmark_detections")([pooled, detection_class_ids])  # [R, p, p, D]
-        peaks = HeatmapPeaks(name="mrcnn_landmark_peaks", dtype="float32")(landmark_heatmaps(x, self.config))
+        peaks = HeatmapPeaks(name="mrcnn_landmark_peaks", dtype=OUTPUT_DTYPE)(landmark_heatmaps(x, self.config))
         return ScatterPositiveRois(name="mrcnn_landmark_detections_scatter",
-                                   dtype="float32")([peaks, detection_class_ids])  # [B, D, N, 3]
+                                   dtype=OUTPUT_DTYPE)([peaks, detection_class_ids])  # [B, D, N, 3]
 
     def unmold(self, predictions, class_ids, boxes, image_shape):
         """[n, NUM_LANDMARKS, (x, y, score)] float32 pixels of the original image (class slice only)."""

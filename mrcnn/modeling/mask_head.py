@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from mrcnn.layers import OUTPUT_DTYPE
 from mrcnn.layers.glue import FoldRois, GatherPositiveRois, ScatterPositiveRois, UnfoldRois
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.backbones import BatchNorm
@@ -43,11 +44,11 @@ def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool =
     width = pooled_rois.shape[-1]
     if roi_class_ids is not None:
         x = GatherPositiveRois(name="mrcnn_mask_positive_rois")([pooled_rois, roi_class_ids])  # [P, 14, 14, D]
-        return ScatterPositiveRois(name="mrcnn_mask_scatter")([_mask_layers(x, width, num_classes, train_bn),
-                                                              roi_class_ids])
+        masks = _mask_layers(x, width, num_classes, train_bn)  # [P, 28, 28, C]
+        return ScatterPositiveRois(name="mrcnn_mask_scatter", dtype=OUTPUT_DTYPE)([masks, roi_class_ids])
     x = FoldRois(name="mrcnn_mask_fold")(pooled_rois)  # [B*N, 14, 14, D]
     x = _mask_layers(x, width, num_classes, train_bn)  # [B*N, 28, 28, C]
-    return UnfoldRois(num_rois, name="mrcnn_mask_unfold")(x)
+    return UnfoldRois(num_rois, name="mrcnn_mask_unfold", dtype=OUTPUT_DTYPE)(x)
 
 
 def _mask_layers(x, width: int, num_classes: int, train_bn: bool):
@@ -57,7 +58,7 @@ def _mask_layers(x, width: int, num_classes: int, train_bn: bool):
         x = BatchNorm(train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(width, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    return layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    return layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask", dtype=OUTPUT_DTYPE)(x)
 
 
 class MaskHead(RoiHead):

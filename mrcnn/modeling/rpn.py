@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from mrcnn.layers import BOX_DTYPE
+from mrcnn.layers import BOX_DTYPE, OUTPUT_DTYPE
 from mrcnn.layers.glue import AnchorsPerImage
 from mrcnn.layers.proposals import ProposalLayer
 
@@ -29,11 +29,11 @@ def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int) -
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = layers.Conv2D(2 * depth, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
-    x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
-    rpn_class_logits = AnchorsPerImage(2, name="rpn_class_logits_flat")(x)
-    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
-    x = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
-    rpn_bbox = AnchorsPerImage(4, name="rpn_bbox_flat")(x)
+    x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw", dtype=OUTPUT_DTYPE)(shared)
+    rpn_class_logits = AnchorsPerImage(2, name="rpn_class_logits_flat", dtype=OUTPUT_DTYPE)(x)
+    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx", dtype=OUTPUT_DTYPE)(rpn_class_logits)
+    x = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred", dtype=OUTPUT_DTYPE)(shared)
+    rpn_bbox = AnchorsPerImage(4, name="rpn_bbox_flat", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
 
 
@@ -42,7 +42,8 @@ def rpn_over_pyramid(rpn_feature_maps, config):
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
     per_level = [rpn(p) for p in rpn_feature_maps]  # per level: [logits, probs, bbox]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-    return [layers.Concatenate(axis=1, name=name)([level[i] for level in per_level]) for i, name in enumerate(names)]
+    return [layers.Concatenate(axis=1, name=name, dtype=OUTPUT_DTYPE)([level[i] for level in per_level])
+            for i, name in enumerate(names)]
 
 
 def proposal_layer(config, proposal_count: int) -> ProposalLayer:

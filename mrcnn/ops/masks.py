@@ -214,19 +214,88 @@ def unmold_mask(mask, bbox, image_shape):
 
 
 def paste_masks(masks, boxes, image_shape):
-    """Every predicted mask pasted into its own full-image plane.
+    """Every predicted mask resized to its box, thresholded and pasted into its own full-image plane.
+
+    The same pixels as :func:`paste_mask` on each mask (skimage's bilinear resize, its clip and
+    the 0.5 threshold; ``tests/test_imaging.py`` keeps them equal), computed for groups of masks
+    at once: the resize is separable, so mask k resized to its box is ``Ry_k @ mask_k @ Rx_k.T``
+    with interpolation matrices from :func:`bilinear_resize_weights`. Masks are grouped by box
+    area, so that padding a group to its largest box wastes little and its float64 work array
+    stays under ``PASTE_GROUP_ELEMENTS``; only the True pixels are written, by flat index.
+    1.1-1.9x faster than a skimage call per mask for 100 masks at 1024x1024 (docs/BENCHMARKS.md).
 
     Args:
-      masks: [n, h, w] float probabilities. boxes: [n, (y1, x1, y2, x2)] int pixels, inside the image.
+      masks: [n, h, w] float probabilities. boxes: [n, (y1, x1, y2, x2)] int pixels, inside the image,
+        (y2, x2) exclusive, positive area.
       image_shape: (H, W[, C]).
     Returns:
-      [H, W, n] bool (a view of [n, H, W] planes, filled one contiguous plane at a time:
-      4x faster than writing along the last axis).
+      [H, W, n] bool (a view of [n, H, W] planes).
     """
-    planes = np.zeros((len(boxes),) + tuple(image_shape[:2]), dtype=bool)  # [n, H, W]
-    for i in range(len(boxes)):
-        paste_mask(planes[i], masks[i], boxes[i])
+    masks = np.asarray(masks, dtype=np.float32)
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    height, width = image_shape[:2]
+    planes = np.zeros((len(boxes), height, width), dtype=bool)  # [n, H, W]
+    box_heights, box_widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    for group in _size_groups(box_heights, box_widths):
+        heights, widths = box_heights[group], box_widths[group]  # [g]
+        padded_h, padded_w = int(heights.max()), int(widths.max())
+        rows = bilinear_resize_weights(heights, padded_h, masks.shape[1])  # [g, padded_h, h]
+        cols = bilinear_resize_weights(widths, padded_w, masks.shape[2])  # [g, padded_w, w]
+        # (contiguous operands: NumPy's batched matmul is much slower on transposed views)
+        resized = rows @ masks[group].astype(np.float64) @ np.ascontiguousarray(cols.transpose(0, 2, 1))
+        # skimage rounds to the mask's float32, then clips to the mask's [min, max] (it would widen
+        # that to 0 only if an output inside the box were <= 0 < min: impossible, each one is a
+        # positive combination of mask values). So a mask whose min is >= 0.5 fills its box.
+        binary = mask_from_probabilities(resized.astype(np.float32))  # [g, padded_h, padded_w]
+        binary |= mask_from_probabilities(masks[group].min(axis=(1, 2)))[:, None, None]
+        binary &= ((np.arange(padded_h)[None, :, None] < heights[:, None, None])
+                   & (np.arange(padded_w)[None, None, :] < widths[:, None, None]))  # not the padding
+        k, r, c = np.nonzero(binary)
+        plane = group[k]
+        planes.reshape(-1)[(plane * height + boxes[plane, 0] + r) * width + boxes[plane, 1] + c] = True
     return np.moveaxis(planes, 0, -1)
+
+
+PASTE_GROUP_ELEMENTS = 1 << 18  # most padded box pixels resized at once (2 MB of float64)
+
+
+def _size_groups(heights, widths) -> list[np.ndarray]:
+    """Indices of the boxes in groups of similar area, each group's padded size under the budget."""
+    groups, current, group_h, group_w = [], [], 0, 0
+    for index in np.argsort(heights * widths, kind="stable"):
+        grown_h, grown_w = max(group_h, heights[index]), max(group_w, widths[index])
+        if current and (len(current) + 1) * grown_h * grown_w > PASTE_GROUP_ELEMENTS:
+            groups.append(np.array(current))
+            current, grown_h, grown_w = [], heights[index], widths[index]
+        current.append(index)
+        group_h, group_w = grown_h, grown_w
+    if current:
+        groups.append(np.array(current))
+    return groups
+
+
+def bilinear_resize_weights(sizes, padded_size: int, source_size: int) -> np.ndarray:
+    """Matrices of skimage's bilinear resize along one axis, one per output size.
+
+    Output pixel i of a resize from ``source_size`` to ``size`` samples the source at
+    ``(i + 0.5) * source_size / size - 0.5`` (pixel centres), linearly between its two
+    neighbours; neighbours outside the source count as 0 (skimage's mode "constant", cval 0).
+    Args:
+      sizes: [g] int output sizes. padded_size: int >= max(sizes). source_size: int.
+    Returns:
+      [g, padded_size, source_size] float64; rows i >= sizes[k] of matrix k are 0.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)[:, None]  # [g, 1]
+    out = np.arange(padded_size)[None, :]  # [1, P]
+    source = (out + 0.5) * (source_size / sizes) - 0.5  # [g, P] sample positions
+    below = np.floor(source)
+    frac = source - below
+    below = below.astype(np.int64)
+    weights = np.zeros((len(sizes), padded_size, source_size))
+    for index, weight in ((below, 1.0 - frac), (below + 1, frac)):
+        k, i = np.nonzero((out < sizes) & (index >= 0) & (index < source_size))
+        weights[k, i, index[k, i]] += weight[k, i]
+    return weights
 
 
 def paste_masks_graph(masks, boxes, image_hw):
