@@ -65,6 +65,10 @@ checkpoint.
 @click.option("--mixed-precision", is_flag=True,
               help="Compute in float16 with float32 weights and dynamic loss scaling (faster on "
                    "recent GPUs; works but is slow on CPUs).")
+@click.option("--precision", type=click.Choice(["float32", "bf16"]), default="float32", show_default=True,
+              help="bf16: compute in bfloat16 with float32 weights (no loss scaling needed), for CPUs with "
+                   "AVX512_BF16 or AMX and GPUs of compute capability 8.0+, where steps are faster; refused "
+                   "where it would be emulated. Output layers, boxes and losses stay float32.")
 @click.option("--logs", "logs_dir", default="logs", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the run folders (checkpoints, CSV and TensorBoard logs).")
 @click.option("--seed", type=int, help="Seed of the data order and augmentation.")
@@ -73,8 +77,10 @@ checkpoint.
               help="Fit the schedule into MINUTES: each stage gets its share of the clock (epochs_i / "
                    "epochs_last), and training stops when the time is used (that epoch's checkpoint is written).")
 def train(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
-          time_limit):
+          steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, precision, logs_dir, seed,
+          no_augment, time_limit):
+    if mixed_precision and precision != "float32":
+        raise CommandError("--mixed-precision (float16) and --precision bf16 exclude each other", EXIT_USAGE)
     if (val_annotations is None) != (val_images is None):
         raise CommandError("--val-annotations and --val-images go together", EXIT_USAGE)
     for path in (annotations, val_annotations):
@@ -92,17 +98,17 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
         # Ctrl-C and SIGTERM stop the run alike (exit 130 / 143); _run_stages says what was kept.
         with exit_on_signals("interrupted before training started; nothing was written"):
             _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-                 steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed,
-                 no_augment, time_limit)
+                 steps_per_epoch, validation_steps, learning_rate, gpus,
+                 "fp16" if mixed_precision else precision, logs_dir, seed, no_augment, time_limit)
     finally:
-        if mixed_precision:  # leave the process as it was (matters when called in-process, e.g. by tests)
+        if mixed_precision or precision != "float32":  # leave the process as it was (tests call in-process)
             import keras
 
             keras.mixed_precision.set_global_policy("float32")
 
 
 def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-         steps_per_epoch, validation_steps, learning_rate, gpus, mixed_precision, logs_dir, seed, no_augment,
+         steps_per_epoch, validation_steps, learning_rate, gpus, precision, logs_dir, seed, no_augment,
          time_limit):
     from fseg import runtime
 
@@ -131,13 +137,17 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
     if learning_rate:
         overrides["LEARNING_RATE"] = learning_rate
     config, _ = runtime.load_config(config_path, weights=choice, overrides=overrides)
-    if mixed_precision:
+    if precision == "bf16":
+        runtime.check_precision_or_exit(precision)
+    if precision != "float32":
         import keras
 
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        from mrcnn.modeling.precision import KERAS_POLICIES
+
+        keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
+    shown_precision = {"float32": "", "fp16": ", mixed float16", "bf16": ", mixed bfloat16"}[precision]
     echo_err(f"config: {config_source}: NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
-             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s)"
-             f"{', mixed float16' if mixed_precision else ''}")
+             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s){shown_precision}")
 
     with user_errors(DatasetError):
         train_set = _load_dataset(annotations, images, config, "training")

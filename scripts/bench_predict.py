@@ -32,15 +32,26 @@ Setup (torchvision is a benchmark-only dependency, never installed by the projec
   ~/.venvs/fseg-bench/bin/python scripts/bench_predict.py
 (on aarch64: torch==2.9.1 torchvision==0.24.1). Without torch, --no-torchvision times fseg only.
 
+Two more settings (issue 12):
+  --precisions float32,bf16   fseg also with MaskRCNN(precision="bf16") (mrcnn.modeling.precision):
+                              the trunk in bfloat16, outputs in float32; same weights.
+  --default-confidence        each framework's default score threshold instead of 100 detections:
+                              fseg DETECTION_MIN_CONFIDENCE 0.7, torchvision box_score_thresh 0.05;
+                              the calls cycle over the seed photos (test_img/*.png, each resized to
+                              1024x1024). With random weights few boxes pass either threshold, so this
+                              times the "few garments in a photo" case; detection counts are reported.
+
 Usage:
   python scripts/bench_predict.py [--runs 5] [--warmup 2] [--rounds 1] [--threads 2]
-      [--backbones resnet50,resnet101] [--torch-backbones resnet50,resnet101] [--json FILE]
+      [--backbones resnet50,resnet101] [--torch-backbones resnet50,resnet101] [--precisions float32,bf16]
+      [--default-confidence] [--json FILE]
 Prints a Markdown table (and writes the raw numbers as JSON with --json).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -61,14 +72,18 @@ TORCH_INSTALL = ("python3 -m venv --system-site-packages ~/.venvs/fseg-bench && 
 
 
 # ----------------------------------------------------------------- the image
-def write_bench_image(path: Path) -> None:
-    """Writes the benchmark image: test_img/test.png as RGB, resized to 1024x1024, [H, W, 3] uint8 .npy."""
+def write_bench_images(path: Path, seed_photos: bool) -> None:
+    """Writes the benchmark images as one [k, 1024, 1024, 3] uint8 .npy: test_img/test.png (k = 1), or
+    every test_img/*.png (``seed_photos``), each as RGB resized to 1024x1024."""
     import numpy as np
     from PIL import Image
 
-    with Image.open(IMAGE_SOURCE) as img:
-        rgb = img.convert("RGB").resize((IMAGE_SIDE, IMAGE_SIDE), Image.BILINEAR)
-    np.save(path, np.asarray(rgb, dtype=np.uint8))
+    sources = sorted(IMAGE_SOURCE.parent.glob("*.png")) if seed_photos else [IMAGE_SOURCE]
+    images = []
+    for source in sources:
+        with Image.open(source) as img:
+            images.append(np.asarray(img.convert("RGB").resize((IMAGE_SIDE, IMAGE_SIDE), Image.BILINEAR)))
+    np.save(path, np.stack(images).astype(np.uint8))
 
 
 def time_calls(call, warmup: int, runs: int) -> dict:
@@ -90,8 +105,9 @@ def time_calls(call, warmup: int, runs: int) -> dict:
 
 
 # ------------------------------------------------------------- fseg worker
-def fseg_config(backbone: str):
-    """The benchmark's mrcnn Config: 1024x1024 square, one image, 81 classes, no score filter."""
+def fseg_config(backbone: str, default_confidence: bool = False):
+    """The benchmark's mrcnn Config: 1024x1024 square, one image, 81 classes, no score filter
+    (``default_confidence``: matterport's DETECTION_MIN_CONFIDENCE 0.7)."""
     from mrcnn.config import Config
 
     class BenchConfig(Config):
@@ -102,14 +118,15 @@ def fseg_config(backbone: str):
         IMAGES_PER_GPU = 1
         IMAGE_MIN_DIM = IMAGE_SIDE
         IMAGE_MAX_DIM = IMAGE_SIDE
-        DETECTION_MIN_CONFIDENCE = 0.0
+        DETECTION_MIN_CONFIDENCE = Config.DETECTION_MIN_CONFIDENCE if default_confidence else 0.0
         DETECTION_MAX_INSTANCES = MAX_DETECTIONS
 
     return BenchConfig()
 
 
-def run_fseg(backbone: str, image_path: str, threads: int, warmup: int, runs: int) -> dict:
-    """Times MaskRCNN.detect on the image; returns the worker's result dict."""
+def run_fseg(backbone: str, image_path: str, threads: int, warmup: int, runs: int, precision: str = "float32",
+             default_confidence: bool = False) -> dict:
+    """Times MaskRCNN.detect on the images (cycling); returns the worker's result dict."""
     import numpy as np
     import tensorflow as tf
 
@@ -120,35 +137,38 @@ def run_fseg(backbone: str, image_path: str, threads: int, warmup: int, runs: in
     sys.path.insert(0, str(REPO))
     from mrcnn.model import MaskRCNN
 
-    image = np.load(image_path)
+    images = itertools.cycle(np.load(image_path))
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    model = MaskRCNN(mode="inference", config=fseg_config(backbone), model_dir=tempfile.gettempdir())
+    model = MaskRCNN(mode="inference", config=fseg_config(backbone, default_confidence),
+                     model_dir=tempfile.gettempdir(), precision=precision)
     build_seconds = time.perf_counter() - start
 
     def call() -> int:
-        result = model.detect([image])[0]
+        result = model.detect([next(images)])[0]
         return result["masks"].shape[-1]
 
     start = time.perf_counter()
     call()  # the first call traces the tf.function
     first_call = time.perf_counter() - start
     timed = time_calls(call, max(warmup - 1, 0), runs)
-    return {"framework": "fseg", "backbone": backbone, **timed,
+    return {"framework": "fseg", "backbone": backbone, "precision": precision, **timed,
             "build_seconds": build_seconds, "first_call_seconds": first_call,
             "parameters": int(model.keras_model.count_params()),
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__}}
 
 
 # ------------------------------------------------------ torchvision worker
-def torchvision_model(backbone: str):
-    """torchvision Mask R-CNN, random weights, 81 classes, 1024 input, box_score_thresh 0."""
+def torchvision_model(backbone: str, default_confidence: bool = False):
+    """torchvision Mask R-CNN, random weights, 81 classes, 1024 input, box_score_thresh 0 (or its default)."""
     import torch.nn as nn
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.models.resnet import Bottleneck
 
-    settings = dict(num_classes=NUM_CLASSES, min_size=IMAGE_SIDE, max_size=IMAGE_SIDE, box_score_thresh=0.0)
+    settings = dict(num_classes=NUM_CLASSES, min_size=IMAGE_SIDE, max_size=IMAGE_SIDE)
+    if not default_confidence:
+        settings["box_score_thresh"] = 0.0
     if backbone == "resnet50":
         return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **settings)
     # What maskrcnn_resnet50_fpn builds without weights, on a ResNet-101 body (BatchNorm2d, all layers).
@@ -162,8 +182,9 @@ def torchvision_model(backbone: str):
     return MaskRCNN(body, **settings)
 
 
-def run_torchvision(backbone: str, image_path: str, threads: int, warmup: int, runs: int) -> dict:
-    """Times torchvision's Mask R-CNN on the image; returns the worker's result dict."""
+def run_torchvision(backbone: str, image_path: str, threads: int, warmup: int, runs: int,
+                    precision: str = "float32", default_confidence: bool = False) -> dict:
+    """Times torchvision's Mask R-CNN on the images (cycling; float32 only); returns the worker's result dict."""
     import numpy as np
     import torch
     import torchvision
@@ -171,14 +192,14 @@ def run_torchvision(backbone: str, image_path: str, threads: int, warmup: int, r
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
     torch.manual_seed(0)
-    image = np.load(image_path)
+    images = itertools.cycle(np.load(image_path))
     start = time.perf_counter()
-    model = torchvision_model(backbone).eval()
+    model = torchvision_model(backbone, default_confidence).eval()
     build_seconds = time.perf_counter() - start
 
     def call() -> int:
         with torch.inference_mode():
-            tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+            tensor = torch.from_numpy(next(images)).permute(2, 0, 1).float().div_(255.0)
             out = model([tensor])[0]
             masks = (out["masks"][:, 0] > 0.5).numpy()
             out["boxes"].numpy(), out["labels"].numpy(), out["scores"].numpy()
@@ -188,7 +209,7 @@ def run_torchvision(backbone: str, image_path: str, threads: int, warmup: int, r
     call()
     first_call = time.perf_counter() - start
     timed = time_calls(call, max(warmup - 1, 0), runs)
-    return {"framework": "torchvision", "backbone": backbone, **timed,
+    return {"framework": "torchvision", "backbone": backbone, "precision": "float32", **timed,
             "build_seconds": build_seconds, "first_call_seconds": first_call,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__}}
@@ -199,7 +220,8 @@ WORKERS = {"fseg": run_fseg, "torchvision": run_torchvision}
 
 def worker_main(args) -> None:
     """Subprocess entry: runs one model, prints its result dict as the last stdout line."""
-    result = WORKERS[args.worker](args.backbone, args.image, args.threads, args.warmup, args.runs)
+    result = WORKERS[args.worker](args.backbone, args.image, args.threads, args.warmup, args.runs,
+                                  args.precision, args.default_confidence)
     with open("/proc/self/status") as status:
         peak = [line.split()[1] for line in status if line.startswith("VmHWM:")]
     result["vmhwm_kib"] = int(peak[0]) if peak else None
@@ -207,20 +229,21 @@ def worker_main(args) -> None:
 
 
 # ----------------------------------------------------------------- parent
-def run_worker(framework: str, backbone: str, image: Path, args) -> dict:
+def run_worker(framework: str, backbone: str, precision: str, image: Path, args) -> dict:
     """Runs one worker subprocess; adds its peak RSS (os.wait4 ru_maxrss, KiB) and wall time."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--backbone", backbone,
                "--image", str(image), "--threads", str(args.threads), "--warmup", str(args.warmup),
-               "--runs", str(args.runs)]
-    print(f"[bench_predict] {framework} {backbone} ...", file=sys.stderr, flush=True)
+               "--runs", str(args.runs), "--precision", precision,
+               *(["--default-confidence"] if args.default_confidence else [])]
+    print(f"[bench_predict] {framework} {backbone} {precision} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     stdout = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise SystemExit(f"Error: the {framework} {backbone} worker failed (exit {process.returncode})")
+        raise SystemExit(f"Error: the {framework} {backbone} {precision} worker failed (exit {process.returncode})")
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_rss_mib"] = usage.ru_maxrss / 1024.0
     result["process_seconds"] = time.perf_counter() - start
@@ -228,11 +251,18 @@ def run_worker(framework: str, backbone: str, image: Path, args) -> dict:
     return result
 
 
+def model_key(result: dict) -> tuple[str, str]:
+    """(name, backbone) of a result: "fseg", "fseg bf16", "torchvision"."""
+    precision = result.get("precision", "float32")
+    return (result["framework"] if precision == "float32" else f"{result['framework']} {precision}",
+            result["backbone"])
+
+
 def merge_rounds(results: list[dict]) -> list[dict]:
     """Pools the runs of the same model over rounds (first-seen order); peak RSS is the max of the rounds."""
     merged: dict[tuple[str, str], dict] = {}
     for r in results:
-        key = (r["framework"], r["backbone"])
+        key = model_key(r)
         if key not in merged:
             merged[key] = {**r, "rounds": 1}
             continue
@@ -250,8 +280,8 @@ def summarize(results: list[dict]) -> str:
     Ratios are given for the medians and for the fastest runs (on a shared machine the fastest
     run is the one least slowed down by other jobs).
     """
-    medians = {(r["framework"], r["backbone"]): statistics.median(r["seconds"]) for r in results}
-    bests = {(r["framework"], r["backbone"]): min(r["seconds"]) for r in results}
+    medians = {model_key(r): statistics.median(r["seconds"]) for r in results}
+    bests = {model_key(r): min(r["seconds"]) for r in results}
 
     def ratio(key, table, reference_backbone):
         reference = table.get(("torchvision", reference_backbone))
@@ -261,10 +291,10 @@ def summarize(results: list[dict]) -> str:
              "| × tv r50 (median / fastest) | × tv same backbone (median / fastest) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        key = (r["framework"], r["backbone"])
+        key = model_key(r)
         counts = "/".join(map(str, sorted(set(r["detections"]))))
         lines.append(
-            f"| {r['framework']} {r['backbone']} | {medians[key]:.2f} | {bests[key]:.2f} | {max(r['seconds']):.2f} "
+            f"| {key[0]} {key[1]} | {medians[key]:.2f} | {bests[key]:.2f} | {max(r['seconds']):.2f} "
             f"| {statistics.median(r['cpu_seconds']):.2f} | {counts} | {r['peak_rss_mib']:.0f} "
             f"| {ratio(key, medians, 'resnet50')} / {ratio(key, bests, 'resnet50')} "
             f"| {ratio(key, medians, r['backbone'])} / {ratio(key, bests, r['backbone'])} |")
@@ -290,11 +320,16 @@ def parse_args(argv=None):
     parser.add_argument("--torch-backbones", default="resnet50,resnet101",
                         help="torchvision backbones to time (resnet50 is torchvision's maskrcnn_resnet50_fpn)")
     parser.add_argument("--no-torchvision", action="store_true", help="time fseg only")
+    parser.add_argument("--precisions", default="float32",
+                        help="fseg precisions to time, e.g. float32,bf16 (torchvision runs in float32)")
+    parser.add_argument("--default-confidence", action="store_true",
+                        help="each framework's default score threshold, calls cycling over test_img/*.png")
     parser.add_argument("--json", type=Path, help="also write the raw results to this JSON file")
     # Internal: run one model in this process (the parent starts one subprocess per model).
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -303,24 +338,26 @@ def main(argv=None) -> None:
     if args.worker:
         worker_main(args)
         return
-    jobs = [("fseg", b) for b in args.backbones.split(",") if b]
-    torch_jobs = [] if args.no_torchvision else [("torchvision", b) for b in args.torch_backbones.split(",") if b]
+    jobs = [("fseg", b, p) for b in args.backbones.split(",") if b for p in args.precisions.split(",") if p]
+    torch_jobs = [] if args.no_torchvision else [("torchvision", b, "float32")
+                                                 for b in args.torch_backbones.split(",") if b]
     if torch_jobs:
         # Checked here so a missing torchvision is a one-line error, not a worker's traceback.
         if importlib.util.find_spec("torchvision") is None:
             raise SystemExit(f"Error: torchvision is not installed in {sys.executable}; install it with:\n"
                              f"  {TORCH_INSTALL}\nor pass --no-torchvision")
     # Each torchvision model right before the fseg model of the same backbone: paired runs see similar load.
-    backbones = list(dict.fromkeys(b for _, b in torch_jobs + jobs))
+    backbones = list(dict.fromkeys(b for _, b, _ in torch_jobs + jobs))
     jobs = sorted(torch_jobs + jobs, key=lambda job: (backbones.index(job[1]), job[0] == "fseg"))
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         image = Path(tmp) / "image.npy"
-        write_bench_image(image)
+        write_bench_images(image, args.default_confidence)
         load_before = load_average()
         results = []
         for round_index in range(args.rounds):
             order = jobs if round_index % 2 == 0 else jobs[::-1]
-            results += [run_worker(framework, backbone, image, args) for framework, backbone in order]
+            results += [run_worker(framework, backbone, precision, image, args)
+                        for framework, backbone, precision in order]
         results = merge_rounds(results)
         load_after = load_average()
     header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
@@ -332,7 +369,7 @@ def main(argv=None) -> None:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     print(summarize(results))
     for r in results:
-        print(f"{r['framework']} {r['backbone']}: runs {[round(s, 2) for s in r['seconds']]}, "
+        print(f"{' '.join(model_key(r))}: runs {[round(s, 2) for s in r['seconds']]}, "
               f"first call {r['first_call_seconds']:.1f} s, build {r['build_seconds']:.1f} s, "
               f"{r['parameters']:,} parameters, VmHWM {r['vmhwm_kib'] / 1024:.0f} MiB")
     if args.json:
