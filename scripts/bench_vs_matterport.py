@@ -57,6 +57,12 @@ def worker(args) -> None:
         BACKBONE = "resnet101"
         GPU_COUNT = 1
         IMAGES_PER_GPU = 1
+        # matterport's defaults, set explicitly: TF2 ports change some (z-mahmud22's has IMAGE_MIN_DIM 1024
+        # and DETECTION_MAX_INSTANCES 35)
+        IMAGE_MIN_DIM = 800
+        IMAGE_MAX_DIM = 1024
+        IMAGE_RESIZE_MODE = "square"
+        DETECTION_MAX_INSTANCES = 100
         DETECTION_MIN_CONFIDENCE = 0.0
 
     image = np.asarray(Image.open(args.image).convert("RGB"))

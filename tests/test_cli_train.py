@@ -297,3 +297,44 @@ def test_tensorboard_has_a_step_per_checkpoint(runs):
     assert any("validation" in p.parent.name for p in events)
     run_log = RunLog(runs["run_dir"], NAME, [])
     assert run_log.tensorboard_steps() == set(run_log.checkpoint_epochs()) == {1, 2}  # none for the NaN epoch
+
+
+# ------------------------------------------------------------------ --precision
+def test_bf16_is_refused_where_it_would_be_emulated(split, config, tmp_path, monkeypatch):
+    from mrcnn.modeling import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: [])
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
+    annotations, images = split
+    result = invoke("--annotations", annotations, "--images", images, "--config", config, "--weights", "none",
+                    "--logs", tmp_path / "logs", "--precision", "bf16")
+    assert result.exit_code == 2 and "--precision bf16 needs bfloat16 instructions" in result.output, result.output
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def test_bf16_and_mixed_precision_exclude_each_other(split, config, tmp_path):
+    annotations, images = split
+    result = invoke("--annotations", annotations, "--images", images, "--config", config, "--weights", "none",
+                    "--logs", tmp_path / "logs", "--precision", "bf16", "--mixed-precision")
+    assert result.exit_code == 2 and "exclude each other" in result.output, result.output
+
+
+def test_bf16_training_writes_a_float32_checkpoint_with_finite_losses(split, config, tmp_path, monkeypatch):
+    import keras
+
+    from mrcnn.io.h5_legacy import read_weights
+    from mrcnn.modeling import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ["amx_bf16"])  # any CPU computes it (maybe slowly)
+    annotations, images = split
+    result = invoke("--annotations", annotations, "--images", images, "--config", config, "--weights", "none",
+                    "--logs", tmp_path / "logs", "--precision", "bf16", "--epochs", "1", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    assert "mixed bfloat16" in result.output
+    assert keras.config.dtype_policy().name == "float32"  # the command left the process as it found it
+    (run_dir,) = [p for p in (tmp_path / "logs").iterdir() if p.is_dir()]
+    weights = read_weights(run_dir / f"mask_rcnn_{NAME}_0001.h5")
+    arrays = [array for layer in weights.layers.values() for _, array in layer]
+    assert arrays and all(a.dtype == np.float32 and np.isfinite(a).all() for a in arrays)
+    row = (run_dir / "training_log.csv").read_text().splitlines()[1].split(",")
+    assert row[1] == "ok" and np.isfinite(float(row[3]))

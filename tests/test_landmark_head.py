@@ -6,47 +6,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.config import ConfigError, config_from_dict, load_config
+from mrcnn.config import ConfigError, load_config
 from mrcnn.data.augmentation import Augmentation
-from mrcnn.data.dataset import Dataset
 from mrcnn.data.pipeline import build_training_dataset
 from mrcnn.model import MaskRCNN
 from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
+from tests import toy_data
 from tests.conftest import REPO
 
-SIDE = 64
 COUNTS = [4, 4]  # class 1 "wide": landmarks 0-3, class 2 "tall": landmarks 4-7 (the rectangle's corners)
 HEAD_LAYERS = ["mrcnn_landmark_conv1", "mrcnn_landmark_conv2", "mrcnn_landmark_heatmaps"]
 
 
-class CorneredRectangles(Dataset):
-    """One to three filled rectangles of two classes; each one's landmarks are its four corners."""
+class CorneredRectangles(toy_data.Rectangles):
+    """The toy rectangles (sides 16-39 px); each one's landmarks are its four corners."""
 
     def __init__(self, count: int, seed: int):
-        super().__init__()
-        self.add_class("toy", 1, "wide")
-        self.add_class("toy", 2, "tall")
-        rng = np.random.default_rng(seed)
-        for i in range(count):
-            boxes = []
-            for _ in range(rng.integers(1, 4)):
-                h, w = rng.integers(16, 40, size=2)
-                y, x = rng.integers(0, SIDE - h), rng.integers(0, SIDE - w)
-                boxes.append((int(y), int(x), int(h), int(w), 1 if w >= h else 2))
-            self.add_image("toy", i, path=None, boxes=boxes)
-
-    def load_image(self, image_id):
-        image = np.full((SIDE, SIDE, 3), 40, np.uint8)
-        for k, (y, x, h, w, class_id) in enumerate(self.image_info[image_id]["boxes"]):
-            image[y:y + h, x:x + w] = (200, 60 + 60 * class_id, 30 * k)
-        return image
-
-    def load_mask(self, image_id):
-        boxes = self.image_info[image_id]["boxes"]
-        masks = np.zeros((SIDE, SIDE, len(boxes)), bool)
-        for k, (y, x, h, w, _) in enumerate(boxes):
-            masks[y:y + h, x:x + w, k] = True
-        return masks, np.array([b[4] for b in boxes], np.int32)
+        super().__init__(count, seed, max_side=40)
 
     def load_instance_fields(self, image_id, fields):
         rows = []
@@ -59,16 +35,10 @@ class CorneredRectangles(Dataset):
 
 
 def landmark_config(**settings):
-    base = dict(NAME="toylandmarks", NUM_CLASSES=3, BACKBONE="resnet18_half", IMAGE_MIN_DIM=SIDE,
-                IMAGE_MAX_DIM=SIDE, IMAGES_PER_GPU=2, TOP_DOWN_PYRAMID_SIZE=16, FPN_CLASSIF_FC_LAYERS_SIZE=16,
-                RPN_ANCHOR_SCALES=[16, 24, 32, 48, 64], PRE_NMS_LIMIT=1000, POST_NMS_ROIS_TRAINING=64,
-                POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, MAX_GT_INSTANCES=4,
-                DETECTION_MAX_INSTANCES=6, DETECTION_MIN_CONFIDENCE=0.0, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
-                MINI_MASK_SHAPE=[14, 14], TRAIN_BN=True, LEARNING_RATE=0.01, ROI_HEADS=["mask", "landmarks"],
-                LANDMARK_COUNTS=COUNTS, LANDMARK_POOL_SIZE=7, LANDMARK_HEAD_CONV_LAYERS=2,
-                LANDMARK_HEAD_CONV_CHANNELS=16, LANDMARK_HEATMAP_SIZE=14,
-                LOSS_WEIGHTS={"mrcnn_landmark_loss": 2.0})
-    return config_from_dict({**base, **settings})
+    return toy_data.toy_config(**{
+        "NAME": "toylandmarks", "STEPS_PER_EPOCH": 2, "ROI_HEADS": ["mask", "landmarks"], "LANDMARK_COUNTS": COUNTS,
+        "LANDMARK_POOL_SIZE": 7, "LANDMARK_HEAD_CONV_LAYERS": 2, "LANDMARK_HEAD_CONV_CHANNELS": 16,
+        "LANDMARK_HEATMAP_SIZE": 14, "LOSS_WEIGHTS": {"mrcnn_landmark_loss": 2.0}, **settings})
 
 
 def test_config_rules_of_the_landmark_head():

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.config import config_from_dict
-from mrcnn.data.dataset import Dataset
 from mrcnn.layers.glue import FoldRois, UnfoldRois
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.model import MaskRCNN
@@ -23,8 +21,8 @@ from mrcnn.modeling.roi_heads import RoiHead
 from mrcnn.ops.instance_fields import InstanceField
 from mrcnn.registry import ROI_HEADS
 
-SIDE = 64
-NUM_CLASSES = 3
+from tests import toy_data
+from tests.toy_data import SIDE
 
 
 class RelativeAreaHead(RoiHead):
@@ -67,34 +65,8 @@ class RelativeAreaHead(RoiHead):
 ROI_HEADS.register("toy_area", RelativeAreaHead)
 
 
-class Rectangles(Dataset):
-    """Images with one to three filled rectangles of two classes; the toy field is each one's relative area."""
-
-    def __init__(self, count: int, seed: int):
-        super().__init__()
-        self.add_class("toy", 1, "wide")
-        self.add_class("toy", 2, "tall")
-        rng = np.random.default_rng(seed)
-        for i in range(count):
-            boxes = []
-            for _ in range(rng.integers(1, 4)):
-                h, w = rng.integers(16, 48, size=2)
-                y, x = rng.integers(0, SIDE - h), rng.integers(0, SIDE - w)
-                boxes.append((int(y), int(x), int(h), int(w), 1 if w >= h else 2))
-            self.add_image("toy", i, path=None, boxes=boxes)
-
-    def load_image(self, image_id):
-        image = np.full((SIDE, SIDE, 3), 40, np.uint8)
-        for k, (y, x, h, w, class_id) in enumerate(self.image_info[image_id]["boxes"]):
-            image[y:y + h, x:x + w] = (200, 60 + 60 * class_id, 30 * k)
-        return image
-
-    def load_mask(self, image_id):
-        boxes = self.image_info[image_id]["boxes"]
-        masks = np.zeros((SIDE, SIDE, len(boxes)), bool)
-        for k, (y, x, h, w, _) in enumerate(boxes):
-            masks[y:y + h, x:x + w, k] = True
-        return masks, np.array([b[4] for b in boxes], np.int32)
+class Rectangles(toy_data.Rectangles):
+    """The toy rectangles; the toy field is each one's relative area."""
 
     def load_instance_fields(self, image_id, fields):
         masks, _ = self.load_mask(image_id)
@@ -102,14 +74,8 @@ class Rectangles(Dataset):
 
 
 def toy_config(**settings):
-    base = dict(NAME="toyseam", NUM_CLASSES=NUM_CLASSES, BACKBONE="resnet18_half", IMAGE_MIN_DIM=SIDE,
-                IMAGE_MAX_DIM=SIDE, IMAGES_PER_GPU=2, TOP_DOWN_PYRAMID_SIZE=16, FPN_CLASSIF_FC_LAYERS_SIZE=16,
-                RPN_ANCHOR_SCALES=[16, 24, 32, 48, 64], PRE_NMS_LIMIT=1000, POST_NMS_ROIS_TRAINING=64,
-                POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, MAX_GT_INSTANCES=4,
-                DETECTION_MAX_INSTANCES=6, DETECTION_MIN_CONFIDENCE=0.0, STEPS_PER_EPOCH=3, VALIDATION_STEPS=1,
-                MINI_MASK_SHAPE=[14, 14], TRAIN_BN=True, LEARNING_RATE=0.01,
-                ROI_HEADS=["mask", "toy_area"], LOSS_WEIGHTS={"toy_area_loss": 3.0})
-    return config_from_dict({**base, **settings})
+    return toy_data.toy_config(**{"NAME": "toyseam", "ROI_HEADS": ["mask", "toy_area"],
+                                  "LOSS_WEIGHTS": {"toy_area_loss": 3.0}, **settings})
 
 
 @pytest.fixture(scope="module")

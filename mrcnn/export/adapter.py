@@ -11,6 +11,8 @@ export unchanged. Each image goes through the export's ``detect_image`` signatur
     detection_classes [1, N] int32            -> class_ids [N] int32
     detection_scores [1, N] float32           -> scores [N] float32
     detection_masks_image [1, N, H, W] uint8  -> masks [H, W, N] bool
+    detection_keypoints [1, N, K, 2] (y, x)   -> landmarks [N, K, (x, y, score)] float32 pixels
+      + detection_keypoint_scores [1, N, K]      (exports with the landmark head only)
 """
 from __future__ import annotations
 
@@ -66,9 +68,14 @@ class ExportedModel:
         height, width = (int(v) for v in outputs["image_shape"][0])
         size = np.array([height, width, height, width], np.float64)
         boxes = outputs["detection_boxes"][0].numpy().astype(np.float64)
-        return {
+        result = {
             "rois": np.round(boxes * size).astype(np.int32).reshape(-1, 4),
             "class_ids": outputs["detection_classes"][0].numpy().astype(np.int32),
             "scores": outputs["detection_scores"][0].numpy().astype(np.float32),
             "masks": np.moveaxis(outputs[PASTED_MASKS_KEY][0].numpy().astype(bool), 0, -1),
         }
+        if "detection_keypoints" in outputs:
+            yx = outputs["detection_keypoints"][0].numpy().astype(np.float64) * size[:2]  # [N, K, (y, x)] pixels
+            scores = outputs["detection_keypoint_scores"][0].numpy()[..., None]
+            result["landmarks"] = np.concatenate([yx[..., ::-1], scores], axis=-1).astype(np.float32)
+        return result

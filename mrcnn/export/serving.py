@@ -26,7 +26,12 @@ Signatures (``SIGNATURES``; N = the export's DETECTION_MAX_INSTANCES):
         num_detections (no padding), plus
         detection_masks_image [1, N, H, W] uint8  0/1 masks pasted into the image (detect()'s masks)
 
-Only the mask head is exported; extra ROI heads named in ROI_HEADS are left out.
+With the landmark head in ROI_HEADS both signatures also return (TF Object Detection API's keypoint
+convention; K = NUM_LANDMARKS, zero outside each detection's category slice):
+        detection_keypoints       [B, N, K, 2] float32  (y, x) / (H, W) of the original image
+        detection_keypoint_scores [B, N, K] float32     heatmap peak probabilities
+    (detect()'s "landmarks" [N, K, (x, y, score)] in pixels, via mrcnn.ops.keypoint_targets.class_landmarks_graph).
+Other extra ROI heads are left out.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from mrcnn.export.decode import decode_image_graph
 from mrcnn.modeling.inference import output_names
 from mrcnn.ops.anchors import get_anchors_graph
 from mrcnn.ops.image_meta import compose_image_meta_graph
+from mrcnn.ops.keypoint_targets import class_landmarks_graph
 from mrcnn.ops.masks import paste_masks_graph
 from mrcnn.ops.resize import mold_image_graph, resize_image_graph
 from mrcnn.ops.unmold import unmold_boxes_graph
@@ -49,6 +55,7 @@ SIGNATURES = (SERVING_DEFAULT, DETECT_IMAGE)
 BYTES_INPUT, IMAGE_INPUT = "images", "image"
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_classes", "detection_scores", "detection_masks",
                "image_shape")
+KEYPOINT_KEYS = ("detection_keypoints", "detection_keypoint_scores")  # with the landmark head only
 PASTED_MASKS_KEY = "detection_masks_image"
 
 
@@ -78,17 +85,18 @@ class GraphSettings:
                    tuple(int(v) for v in config.MASK_SHAPE))
 
 
-def detect_one(network, settings: GraphSettings, image, detections_index: int, masks_index: int) -> dict:
+def detect_one(network, settings: GraphSettings, image, names: tuple[str, ...], landmarks=None) -> dict:
     """``MaskRCNN.detect`` on one image, up to the pasting of the masks.
 
     Args:
       network: ``network(molded [1, h, w, 3], image_meta [1, META], anchors [1, A, 4])`` -> the inference
-        ``keras.Model``'s outputs; ``detections_index`` / ``masks_index`` locate "detections" and "mrcnn_mask".
+        ``keras.Model``'s outputs, named by ``names`` (``mrcnn.modeling.inference.output_names``).
       image: [H, W, 3] uint8 RGB.
+      landmarks: (output name, index table) of the landmark head, or None.
     Returns:
       dict: boxes [n, (y1, x1, y2, x2)] int32 pixels of the image, (y2, x2) exclusive;
       class_ids [n] int32; scores [n] float32; masks [n, mh, mw] float32 probabilities of each
-      detection's class; image_hw [2] int32.
+      detection's class; image_hw [2] int32; with ``landmarks`` also landmarks [n, K, (x, y, score)].
     """
     s = settings
     image_hw = tf.shape(image)[:2]
@@ -98,18 +106,24 @@ def detect_one(network, settings: GraphSettings, image, detections_index: int, m
                                     scale, tf.zeros([s.num_classes], tf.int32))
     anchors = get_anchors_graph(molded_hw, s.anchor_scales, s.anchor_ratios, s.backbone_strides, s.anchor_stride)
     outputs = network(mold_image_graph(resized, s.mean_pixel)[None], meta[None], anchors[None])
-    detections, class_masks = outputs[detections_index][0], outputs[masks_index][0]  # [D, 6], [D, mh, mw, C]
+    detections = outputs[names.index("detections")][0]  # [D, 6]
+    class_masks = outputs[names.index("mrcnn_mask")][0]  # [D, mh, mw, C]
     rows, boxes, class_ids, scores = unmold_boxes_graph(detections, image_hw, molded_hw, window)
     per_class = tf.transpose(class_masks, [0, 3, 1, 2])  # [D, C, mh, mw]
     masks = tf.gather_nd(per_class, tf.stack([rows, class_ids], axis=1))  # [n, mh, mw]
-    return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks, "image_hw": image_hw}
+    found = {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks, "image_hw": image_hw}
+    if landmarks is not None:
+        output_name, index_table = landmarks
+        peaks = tf.gather(outputs[names.index(output_name)][0], rows)  # [n, K, (u_x, u_y, score)]
+        found["landmarks"] = class_landmarks_graph(peaks, class_ids, boxes, index_table)
+    return found
 
 
 def signature_outputs(found: dict) -> dict:
     """detect_one's result as the signatures' unbatched outputs (no padding)."""
     image_hw = found["image_hw"]
     size = tf.cast(tf.concat([image_hw, image_hw], 0), tf.float32)  # (H, W, H, W)
-    return {
+    outputs = {
         "num_detections": tf.shape(found["class_ids"])[0],
         "detection_boxes": tf.cast(found["boxes"], tf.float32) / size,
         "detection_classes": found["class_ids"],
@@ -117,12 +131,19 @@ def signature_outputs(found: dict) -> dict:
         "detection_masks": found["masks"],
         "image_shape": image_hw,
     }
+    if "landmarks" in found:
+        points = found["landmarks"]  # [n, K, (x, y, score)] pixels
+        outputs["detection_keypoints"] = tf.stack([points[..., 1], points[..., 0]], axis=-1) / size[:2]
+        outputs["detection_keypoint_scores"] = points[..., 2]
+    return outputs
 
 
 def pad_detections(outputs: dict, count: int) -> dict:
     """Per-detection outputs zero-padded to ``count`` rows (a batch needs one size)."""
     padded = dict(outputs)
-    for key in ("detection_boxes", "detection_classes", "detection_scores", "detection_masks"):
+    for key in ("detection_boxes", "detection_classes", "detection_scores", "detection_masks", *KEYPOINT_KEYS):
+        if key not in outputs:
+            continue
         value = outputs[key]
         gap = count - tf.shape(value)[0]
         padded[key] = tf.pad(value, [[0, gap]] + [[0, 0]] * (value.shape.rank - 1))
@@ -158,8 +179,11 @@ class ServingModule(tf.Module):
                              tf.TensorSpec([1, model.config.IMAGE_META_SIZE], tf.float32),
                              tf.TensorSpec([1, None, 4], tf.float32)], autograph=False)
 
+        landmark_head = next((h for h in model.roi_heads if h.result_key == "landmarks"), None)
+        landmarks = None if landmark_head is None else (landmark_head.output_name, landmark_head.index_table)
+
         def detect(image):
-            return detect_one(run_network, settings, image, names.index("detections"), names.index("mrcnn_mask"))
+            return detect_one(run_network, settings, image, names, landmarks)
 
         def serve_one(encoded):
             return pad_detections(signature_outputs(detect(decode_image_graph(encoded))), count)
@@ -169,6 +193,10 @@ class ServingModule(tf.Module):
                     "detection_classes": tf.TensorSpec([count], tf.int32),
                     "detection_scores": tf.TensorSpec([count]), "detection_masks": tf.TensorSpec([count, mh, mw]),
                     "image_shape": tf.TensorSpec([2], tf.int32)}
+            if landmarks is not None:
+                num_landmarks = int(model.config.NUM_LANDMARKS)
+                spec["detection_keypoints"] = tf.TensorSpec([count, num_landmarks, 2])
+                spec["detection_keypoint_scores"] = tf.TensorSpec([count, num_landmarks])
             # One image at a time (parallel_iterations=1): each image gets exactly what it gets alone,
             # in any resize mode, and memory stays that of one image.
             return tf.map_fn(serve_one, images, fn_output_signature=spec, parallel_iterations=1)

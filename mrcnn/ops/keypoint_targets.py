@@ -183,3 +183,22 @@ def class_landmarks(peaks, class_ids, boxes, index_table) -> np.ndarray:
         result[row, own, :2] = points[row, own]
         result[row, own, 2] = peaks[row, own, 2]
     return result
+
+
+def class_landmarks_graph(peaks, class_ids, boxes, index_table):
+    """:func:`class_landmarks` in TensorFlow (exported models); equal to it (``tests/test_export_twins.py``).
+
+    Args:
+      peaks: [n, N, (u_x, u_y, score)] float32. class_ids: [n] int32. boxes: [n, (y1, x1, y2, x2)] int32
+      pixels, (y2, x2) exclusive. index_table: [C, Kmax] from :func:`landmark_index_table`.
+    Returns:
+      [n, N, (x, y, score)] float32 pixels of the image; zero outside each detection's class slice.
+    """
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float64)
+    start = tf.stack([boxes[:, 1], boxes[:, 0]], axis=-1)[:, None, :]  # [n, 1, (x1, y1)]
+    extent = tf.stack([boxes[:, 3], boxes[:, 2]], axis=-1)[:, None, :] - start
+    points = tf.cast(tf.cast(peaks[..., :2], tf.float64) * extent + start, tf.float32)  # [n, N, 2]
+    own = tf.gather(tf.constant(index_table, tf.int32), class_ids)  # [n, Kmax], -1 padding
+    in_slice = tf.reduce_max(tf.one_hot(own, tf.shape(peaks)[1]), axis=1) > 0  # [n, N]; -1 is no one-hot
+    values = tf.concat([points, peaks[..., 2:3]], axis=-1)
+    return tf.where(in_slice[..., None], values, tf.zeros_like(values))
