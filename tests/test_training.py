@@ -440,13 +440,19 @@ def test_signals_are_held_back_while_a_checkpoint_is_recorded():
 
     from mrcnn.train.callbacks import signals_deferred
 
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell starts background jobs
+    # with SIGINT ignored, and then Python never installs it (the test would see no KeyboardInterrupt).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_deferred():
-            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the block
-            steps.append("after the signal")
-    assert steps == ["after the signal"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the block
+                steps.append("after the signal")
+        assert steps == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before the block
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_validation_steps_never_exceed_the_full_batches_available():
