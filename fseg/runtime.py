@@ -177,9 +177,10 @@ def resolve_weights_or_exit(option, config_name: str, **kwargs) -> WeightsChoice
 def check_precision_or_exit(precision: str) -> None:
     """``--precision`` this machine cannot compute in natively: a one-line error (exit 2), before any loading."""
     from fseg.cli_util import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
     from mrcnn.modeling.precision import PrecisionError, check_precision
+
+    if precision != "float32":  # float32 needs no check; the others list the GPUs through TensorFlow
+        import_tensorflow_quietly()
 
     with user_errors(PrecisionError):
         check_precision(precision)

@@ -35,7 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO.parent / "shared" / "reference" / "matterport_ref" / "r512" / "image1.png"
-WEIGHTS = Path.home() / ".cache" / "fseg-tests" / "matterport_ref_w14_7fa8bb93849c.h5"
+WEIGHTS = Path(os.environ.get("FSEG_TEST_CACHE", Path.home() / ".cache" / "fseg-tests")) / \
+    "matterport_ref_w14_7fa8bb93849c.h5"  # the parity tests' weights file (tests/conftest.py's cache)
 
 
 def worker(args) -> None:

@@ -46,6 +46,44 @@ DETECTION_MIN_CONFIDENCE = 0.0
 """
 
 
+# A tiny model with the landmark head on DeepFashion2's 13 classes and 294 landmarks.
+TINY_LANDMARK_CONFIG = """
+NAME = "tinylandmarks"
+NUM_CLASSES = 14
+BACKBONE = "resnet18_half"
+IMAGES_PER_GPU = 1
+IMAGE_MIN_DIM = 128
+IMAGE_MAX_DIM = 128
+TOP_DOWN_PYRAMID_SIZE = 32
+FPN_CLASSIF_FC_LAYERS_SIZE = 32
+POST_NMS_ROIS_INFERENCE = 50
+DETECTION_MAX_INSTANCES = 8
+DETECTION_MIN_CONFIDENCE = 0.0
+ROI_HEADS = ["mask", "landmarks"]
+LANDMARK_POOL_SIZE = 7
+LANDMARK_HEAD_CONV_LAYERS = 1
+LANDMARK_HEAD_CONV_CHANNELS = 16
+LANDMARK_HEATMAP_SIZE = 14
+"""
+
+
+def random_fashion_model(folder: Path, name: str, config_text: str, *fashion_keys: str) -> tuple[Path, Path]:
+    """(config TOML, weights .h5) of a random-init model: ``config_text`` plus configs/deepfashion2.toml's
+    CLASS_NAMES and ``fashion_keys``, written into ``folder`` as ``name``.toml / ``name``.h5."""
+    import json
+
+    from mrcnn.config import load_config
+    from mrcnn.model import MaskRCNN
+
+    fashion = load_config(REPO / "configs" / "deepfashion2.toml")
+    config_path = folder / f"{name}.toml"
+    config_path.write_text(config_text + "".join(f"{key} = {json.dumps(list(getattr(fashion, key)))}\n"
+                                                 for key in ("CLASS_NAMES", *fashion_keys)))
+    model = MaskRCNN(mode="inference", config=load_config(config_path), model_dir=str(folder / "logs"))
+    model.save_weights(str(folder / f"{name}.h5"))
+    return config_path, folder / f"{name}.h5"
+
+
 @pytest.fixture(scope="session")
 def small_model_files(tmp_path_factory):
     """(config TOML, weights .h5) of a small random-init fashion model, saved by MaskRCNN.save_weights.
@@ -53,18 +91,14 @@ def small_model_files(tmp_path_factory):
     256-pixel images, the light backbone and 100 ROIs keep predict/evaluate tests fast; shared by every
     test module.
     """
-    import json
+    return random_fashion_model(tmp_path_factory.mktemp("small_model"), "small", SMALL_PREDICT_CONFIG)
 
-    from mrcnn.config import load_config
-    from mrcnn.model import MaskRCNN
 
-    folder = tmp_path_factory.mktemp("small_model")
-    config_path = folder / "small.toml"
-    class_names = load_config(REPO / "configs" / "deepfashion2.toml").CLASS_NAMES
-    config_path.write_text(SMALL_PREDICT_CONFIG + f"CLASS_NAMES = {json.dumps(class_names)}\n")
-    model = MaskRCNN(mode="inference", config=load_config(config_path), model_dir=str(folder / "logs"))
-    model.save_weights(str(folder / "small.h5"))
-    return config_path, folder / "small.h5"
+@pytest.fixture(scope="session")
+def tiny_landmark_model_files(tmp_path_factory):
+    """(config TOML, weights .h5) of a tiny random-init model with the landmark head (128 px, 8 detections)."""
+    return random_fashion_model(tmp_path_factory.mktemp("tiny_landmarks"), "tiny", TINY_LANDMARK_CONFIG,
+                                "LANDMARK_COUNTS")
 
 
 @pytest.fixture

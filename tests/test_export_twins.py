@@ -15,6 +15,7 @@ from PIL import Image
 from mrcnn.export.decode import decode_image_graph
 from mrcnn.io.images import read_image_rgb
 from mrcnn.ops.anchors import get_anchors, get_anchors_graph
+from mrcnn.ops.keypoint_targets import class_landmarks, class_landmarks_graph, landmark_index_table
 from mrcnn.ops.masks import paste_masks, paste_masks_graph
 from mrcnn.ops.resize import (mold_image, mold_image_graph, resize_bilinear, resize_bilinear_graph, resize_image,
                               resize_image_graph)
@@ -127,6 +128,20 @@ def sample_images(rng):
             ("png rgba", Image.fromarray(rgba), "PNG"), ("png gray", rgb.convert("L"), "PNG"),
             ("png gray+alpha", Image.fromarray(rgba).convert("LA"), "PNG"), ("png gray16", gray16, "PNG"),
             ("png palette+transparency", palette, "PNG"), ("bmp", rgb, "BMP")]
+
+
+def test_class_landmarks_graph_is_bit_equal():
+    """Each detection's category slice in image pixels, zero elsewhere; no detection gives an empty array."""
+    table = landmark_index_table([3, 2, 4])  # 9 landmarks: class 1 owns 0-2, class 2 3-4, class 3 5-8
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 6):
+        peaks = rng.random((n, 9, 3)).astype(np.float32)
+        class_ids = rng.integers(1, 4, n).astype(np.int32)
+        boxes = np.sort(rng.integers(0, 500, (n, 4)), axis=1).astype(np.int32)  # y1 <= x1 <= y2 <= x2
+        expected = class_landmarks(peaks, class_ids, boxes, table)
+        got = class_landmarks_graph(tf.constant(peaks), tf.constant(class_ids), tf.constant(boxes), table).numpy()
+        assert got.shape == (n, 9, 3) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_decode_equals_read_image_rgb(tmp_path):

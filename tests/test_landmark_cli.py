@@ -12,47 +12,19 @@ from pycocotools.cocoeval import COCOeval
 from fseg.cli import cli
 from mrcnn.eval.keypoint_eval import DEEPFASHION2_OKS_SIGMAS, KEYPOINT_STAT_NAMES
 from mrcnn.io.overlay import draw_instances
-from tests.conftest import REPO
-
-# A tiny random model with the landmark head on DeepFashion2's 13 classes and 294 landmarks.
-TINY_LANDMARK_CONFIG = """
-NAME = "tinylandmarks"
-NUM_CLASSES = 14
-BACKBONE = "resnet18_half"
-IMAGES_PER_GPU = 1
-IMAGE_MIN_DIM = 128
-IMAGE_MAX_DIM = 128
-TOP_DOWN_PYRAMID_SIZE = 32
-FPN_CLASSIF_FC_LAYERS_SIZE = 32
-POST_NMS_ROIS_INFERENCE = 50
-DETECTION_MAX_INSTANCES = 8
-DETECTION_MIN_CONFIDENCE = 0.0
-ROI_HEADS = ["mask", "landmarks"]
-LANDMARK_POOL_SIZE = 7
-LANDMARK_HEAD_CONV_LAYERS = 1
-LANDMARK_HEAD_CONV_CHANNELS = 16
-LANDMARK_HEATMAP_SIZE = 14
-"""
 
 
 @pytest.fixture(scope="module")
-def landmark_files(tmp_path_factory):
+def landmark_files(tmp_path_factory, tiny_landmark_model_files):
     """(folder, config, weights, val.json) for a tiny random landmark model and 2 synthetic images."""
     from df2coco.convert import convert_split
     from df2coco.synthetic.split import generate_split
-    from mrcnn.config import load_config
-    from mrcnn.model import MaskRCNN
 
     folder = tmp_path_factory.mktemp("landmark_cli")
     generate_split(folder / "val", 2, seed=5, min_side=96, max_side=128, workers=1)
     convert_split(folder / "val", folder / "val.json", workers=1)
-    fashion = load_config(REPO / "configs" / "deepfashion2.toml")
-    config_path = folder / "tiny.toml"
-    config_path.write_text(TINY_LANDMARK_CONFIG + f"CLASS_NAMES = {json.dumps(fashion.CLASS_NAMES)}\n"
-                           f"LANDMARK_COUNTS = {list(fashion.LANDMARK_COUNTS)}\n")
-    MaskRCNN(mode="inference", config=load_config(config_path), model_dir=str(folder / "logs")).save_weights(
-        str(folder / "tiny.h5"))
-    return folder, config_path, folder / "tiny.h5", folder / "val.json"
+    config_path, weights = tiny_landmark_model_files
+    return folder, config_path, weights, folder / "val.json"
 
 
 def test_evaluate_reports_landmark_ap_beside_box_and_mask(landmark_files):
