@@ -139,6 +139,14 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
     config, _ = runtime.load_config(config_path, weights=choice, overrides=overrides)
     if precision == "bf16":
         runtime.check_precision_or_exit(precision)
+    elif precision == "fp16":  # --mixed-precision: allowed anywhere (tests run it on CPUs), but said when slow
+        from mrcnn.modeling.precision import PrecisionError, check_precision
+
+        try:
+            check_precision(precision)
+        except PrecisionError:
+            echo_err("warning: --mixed-precision computes in float16, which this machine emulates (no GPU of "
+                     "compute capability 7.0+): training will be slower than without it")
     if precision != "float32":
         import keras
 
@@ -192,9 +200,9 @@ def _build_model(runtime, config, choice, logs_dir, strategy):
 def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
     from mrcnn.train.schedule import run_schedule
 
-    def announce(stage, learning_rate):
+    def announce(stage, learning_rate, epoch):
         until = "its share of the time limit" if time_limit else f"epoch {stage['epochs']}"
-        echo_err(f"stage: layers {stage['layers']}, from epoch {model.epoch + 1} until {until}, "
+        echo_err(f"stage: layers {stage['layers']}, from epoch {epoch} until {until}, "
                  f"learning rate {learning_rate:g}")
 
     try:

@@ -116,7 +116,7 @@ def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: 
     counter = step_counter()
     rate_changes = []
 
-    def announce(stage, learning_rate):
+    def announce(stage, learning_rate, epoch):
         rate_changes.append((round(time.time() - start, 1), learning_rate))
         log(f"stage {stage['layers']} at learning rate {learning_rate:g} after {time.time() - start:.0f} s; {uptime()}")
 

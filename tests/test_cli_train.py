@@ -319,18 +319,24 @@ def test_bf16_and_mixed_precision_exclude_each_other(split, config, tmp_path):
     assert result.exit_code == 2 and "exclude each other" in result.output, result.output
 
 
-def test_bf16_training_writes_a_float32_checkpoint_with_finite_losses(split, config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("option, shown", [(("--precision", "bf16"), "mixed bfloat16"),
+                                           (("--mixed-precision",), "mixed float16")])
+def test_reduced_precision_training_writes_a_float32_checkpoint_with_finite_losses(
+        split, config, tmp_path, monkeypatch, option, shown):
     import keras
 
     from mrcnn.io.h5_legacy import read_weights
     from mrcnn.modeling import precision
 
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ["amx_bf16"])  # any CPU computes it (maybe slowly)
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])  # float16 is emulated: said, not refused
     annotations, images = split
     result = invoke("--annotations", annotations, "--images", images, "--config", config, "--weights", "none",
-                    "--logs", tmp_path / "logs", "--precision", "bf16", "--epochs", "1", "--seed", "0")
+                    "--logs", tmp_path / "logs", *option, "--epochs", "1", "--seed", "0")
     assert result.exit_code == 0, result.output
-    assert "mixed bfloat16" in result.output
+    assert shown in result.output
+    warned = "warning: --mixed-precision computes in float16, which this machine emulates" in result.output
+    assert warned == (option == ("--mixed-precision",))
     assert keras.config.dtype_policy().name == "float32"  # the command left the process as it found it
     (run_dir,) = [p for p in (tmp_path / "logs").iterdir() if p.is_dir()]
     weights = read_weights(run_dir / f"mask_rcnn_{NAME}_0001.h5")

@@ -1,17 +1,22 @@
 """mrcnn.train.schedule: stages from the config, run by epochs or mapped onto a time budget."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
 
 from mrcnn.config import config_from_dict
 from mrcnn.train import schedule
-from mrcnn.train.schedule import Deadline, plan_stages, run_schedule
+from mrcnn.train.schedule import Deadline, StageRates, plan_stages, run_schedule
 
 SCHEDULE = [{"layers": "heads", "epochs": 4, "lr_scale": 1.0},
             {"layers": "4+", "epochs": 8, "lr_scale": 1.0},
             {"layers": "all", "epochs": 10, "lr_scale": 0.1}]
+# Two stages of the same layers (configs/synthetic.toml's shape): one fit, the rate changes in it.
+SAME_LAYERS = [{"layers": "all", "epochs": 4, "lr_scale": 1.0},
+               {"layers": "all", "epochs": 10, "lr_scale": 0.1}]
 
 
 def config(**settings):
@@ -19,21 +24,31 @@ def config(**settings):
 
 
 class FakeModel:
-    """Records the train() calls of a schedule; each call 'trains' until its end epoch (or its deadline)."""
+    """Records the train() calls of a schedule. Each call 'trains' one step per epoch until its end epoch,
+    calling the callbacks as fit() does (so Deadline and StageRates act), and records each epoch's rate."""
 
     def __init__(self, cfg, clock, seconds_per_epoch=10.0, epoch=0):
         self.config, self.clock, self.seconds_per_epoch, self.epoch = cfg, clock, seconds_per_epoch, epoch
         self.calls = []
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, custom_callbacks=(), **options):
-        deadline = next((c.deadline for c in custom_callbacks if isinstance(c, Deadline)), None)
-        self.calls.append({"layers": layers, "lr": learning_rate, "from": self.epoch, "until": epochs,
-                           "deadline": deadline, "options": options})
-        while self.epoch < epochs:
+        callbacks = [c for c in custom_callbacks if isinstance(c, keras.callbacks.Callback)]
+        deadline = next((c.deadline for c in callbacks if isinstance(c, Deadline)), None)
+        call = {"layers": layers, "lr": learning_rate, "from": self.epoch, "until": epochs,
+                "deadline": deadline, "options": options, "rates": []}
+        self.calls.append(call)
+        trainer = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=learning_rate), stop_training=False)
+        for callback in callbacks:
+            callback.set_model(trainer)
+        while self.epoch < epochs and not trainer.stop_training:
+            for callback in callbacks:
+                callback.on_epoch_begin(self.epoch)
+                callback.on_train_batch_begin(0)
+            call["rates"].append(trainer.optimizer.learning_rate)
             self.clock[0] += self.seconds_per_epoch
+            for callback in callbacks:
+                callback.on_train_batch_end(0)
             self.epoch += 1
-            if deadline is not None and self.clock[0] >= deadline:
-                break
 
 
 @pytest.fixture
@@ -72,7 +87,7 @@ def test_a_time_budget_gives_each_stage_its_share_of_the_clock(clock):
     model = FakeModel(config(), clock, seconds_per_epoch=7.0)
     announced = []
     summary = run_schedule(model, "train", None, SCHEDULE, time_limit=100.0,
-                           announce=lambda stage, lr: announced.append((stage["layers"], lr)))
+                           announce=lambda stage, lr, epoch: announced.append((stage["layers"], lr)))
     assert [c["deadline"] - 1000.0 for c in model.calls] == pytest.approx([40.0, 80.0, 100.0])
     assert announced == [("heads", 0.02), ("4+", 0.02), ("all", pytest.approx(0.002))]
     # heads ran epochs 1-6 (42 s), 4+ 7-12 (84 s), all 13-15 (105 s): the low-rate stage was reached.
@@ -101,3 +116,47 @@ def test_deadline_stops_in_the_middle_of_an_epoch(monkeypatch):
     history = model.fit(x, y, epochs=5, batch_size=4, verbose=0, callbacks=[Tick(), deadline])
     assert deadline.reached and len(history.history["loss"]) == 1  # stopped after step 3 of epoch 1
     assert now[0] == 3.0
+
+
+def test_stages_of_the_same_layers_share_one_fit_whose_rate_changes_at_the_stage_end(clock):
+    model = FakeModel(config(), clock)
+    announced = []
+    summary = run_schedule(model, "train", None, SAME_LAYERS,
+                           announce=lambda stage, lr, epoch: announced.append((stage["epochs"], lr, epoch)))
+    assert [(c["layers"], c["from"], c["until"], c["lr"]) for c in model.calls] == [("all", 0, 10, 0.02)]
+    assert model.calls[0]["rates"] == pytest.approx([0.02] * 4 + [0.002] * 6)
+    assert announced == [(4, 0.02, 1), (10, pytest.approx(0.002), 5)]
+    assert summary.stages_run == SAME_LAYERS and summary.final_epoch == 10
+
+    resumed = FakeModel(config(), clock, epoch=5)  # the full-rate stage is done: start at the low rate
+    run_schedule(resumed, "train", None, SAME_LAYERS)
+    assert [(c["from"], c["until"]) for c in resumed.calls] == [(5, 10)]
+    assert resumed.calls[0]["rates"] == pytest.approx([0.002] * 5)
+
+
+def test_with_a_time_budget_the_rate_changes_at_the_first_step_after_the_stage_share(clock):
+    # 100 s, the full-rate stage ends at 40 s; 7 s per epoch (one step each here).
+    model = FakeModel(config(), clock, seconds_per_epoch=7.0)
+    announced = []
+    summary = run_schedule(model, "train", None, SAME_LAYERS, time_limit=100.0,
+                           announce=lambda stage, lr, epoch: announced.append((stage["epochs"], lr, epoch)))
+    assert len(model.calls) == 1 and model.calls[0]["deadline"] - 1000.0 == pytest.approx(100.0)
+    # Steps starting at 0, 7, ..., 35 s at 0.02; from 42 s (epoch 7) at 0.002; the step ending at 105 s stops it.
+    assert model.calls[0]["rates"] == pytest.approx([0.02] * 6 + [0.002] * 9)
+    assert announced == [(4, 0.02, 1), (10, pytest.approx(0.002), 7)]
+    assert summary.stopped_by_budget and summary.final_epoch == 15 and summary.stages_run == SAME_LAYERS
+
+
+def test_stage_rates_set_the_rate_of_a_real_keras_fit():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    stages = [({"layers": "all", "epochs": 2}, 0.1, 2), ({"layers": "all", "epochs": 4}, 0.01, 4)]
+    x, y = np.zeros((8, 2)), np.zeros((8, 1))
+    model.fit(x, y, epochs=4, batch_size=4, verbose=0, callbacks=[StageRates(stages, by_time=False), Record()])
+    assert seen == pytest.approx([0.1] * 4 + [0.01] * 4)
