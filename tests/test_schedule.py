@@ -1,6 +1,7 @@
 """mrcnn.train.schedule: stages from the config, run by epochs or mapped onto a time budget."""
 from __future__ import annotations
 
+import textwrap
 from types import SimpleNamespace
 
 import keras
@@ -160,3 +161,41 @@ def test_stage_rates_set_the_rate_of_a_real_keras_fit():
     x, y = np.zeros((8, 2)), np.zeros((8, 1))
     model.fit(x, y, epochs=4, batch_size=4, verbose=0, callbacks=[StageRates(stages, by_time=False), Record()])
     assert seen == pytest.approx([0.1] * 4 + [0.01] * 4)
+
+
+MIRRORED_SCHEDULE_SCRIPT = textwrap.dedent("""
+    import csv, json, os, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[2])
+    import test_training as t
+    from mrcnn.model import MaskRCNN
+    from mrcnn.train.schedule import plan_stages, run_schedule
+
+    annotations, images, logs = sys.argv[3:6]
+    schedule = [{"layers": "heads", "epochs": 2, "lr_scale": 1.0}, {"layers": "heads", "epochs": 3, "lr_scale": 0.1}]
+    config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=2, STEPS_PER_EPOCH=1, LEARNING_RATE=0.01,
+                            TRAIN_SCHEDULE=schedule)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    model = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
+    announced = []
+    summary = run_schedule(model, t.load_dataset(annotations, images, config), None, plan_stages(config),
+                           announce=lambda stage, rate, epoch: announced.append([rate, epoch]), seed=0, verbose=0)
+    with open(os.path.join(model.log_dir, "training_log.csv")) as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    print("RESULT " + json.dumps({"rates": rates, "announced": announced, "epoch": model.epoch,
+                                  "stages": len(summary.stages_run), "replicas": strategy.num_replicas_in_sync}))
+""")
+
+
+def test_a_schedule_lowers_the_rate_inside_one_fit_on_two_replicas(tmp_path):
+    """StageRates sets the (mirrored) optimizer's rate from a callback under MirroredStrategy."""
+    from test_training import REPO, make_split, result_of, run_python
+
+    split = make_split(tmp_path / "data", images=4)
+    result = result_of(run_python(MIRRORED_SCHEDULE_SCRIPT, REPO, REPO / "tests", *split, tmp_path / "logs"))
+    assert result["replicas"] == 2 and result["epoch"] == 3 and result["stages"] == 2
+    assert result["rates"] == pytest.approx([0.01, 0.01, 0.001])
+    assert result["announced"] == [[0.01, 1], [pytest.approx(0.001), 3]]
