@@ -22,10 +22,10 @@ import os
 import sys
 from pathlib import Path
 
+from bench_vs_matterport import WEIGHTS  # the parity tests' weights file (scripts/ is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "matterport_ref" / "r512"
-WEIGHTS = Path(os.environ.get("FSEG_TEST_CACHE", Path.home() / ".cache" / "fseg-tests")) / \
-    "matterport_ref_w14_7fa8bb93849c.h5"
 
 
 def mask_iou(a, b) -> float:

@@ -163,14 +163,9 @@ def test_stage_rates_set_the_rate_of_a_real_keras_fit():
     assert seen == pytest.approx([0.1] * 4 + [0.01] * 4)
 
 
-MIRRORED_SCHEDULE_SCRIPT = textwrap.dedent("""
-    import csv, json, os, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path.insert(0, sys.argv[1])
-    sys.path.insert(0, sys.argv[2])
-    import test_training as t
+# After test_training.TWO_CPUS_PREAMBLE (two logical CPUs, the module as ``t``).
+MIRRORED_SCHEDULE_BODY = textwrap.dedent("""
+    import csv, os
     from mrcnn.model import MaskRCNN
     from mrcnn.train.schedule import plan_stages, run_schedule
 
@@ -192,10 +187,11 @@ MIRRORED_SCHEDULE_SCRIPT = textwrap.dedent("""
 
 def test_a_schedule_lowers_the_rate_inside_one_fit_on_two_replicas(tmp_path):
     """StageRates sets the (mirrored) optimizer's rate from a callback under MirroredStrategy."""
-    from test_training import REPO, make_split, result_of, run_python
+    from test_training import REPO, TWO_CPUS_PREAMBLE, make_split, result_of, run_python
 
     split = make_split(tmp_path / "data", images=4)
-    result = result_of(run_python(MIRRORED_SCHEDULE_SCRIPT, REPO, REPO / "tests", *split, tmp_path / "logs"))
+    script = TWO_CPUS_PREAMBLE + MIRRORED_SCHEDULE_BODY
+    result = result_of(run_python(script, REPO, REPO / "tests", *split, tmp_path / "logs"))
     assert result["replicas"] == 2 and result["epoch"] == 3 and result["stages"] == 2
     assert result["rates"] == pytest.approx([0.01, 0.01, 0.001])
     assert result["announced"] == [[0.01, 1], [pytest.approx(0.001), 3]]

@@ -221,15 +221,20 @@ def test_mixed_precision_step_on_cpu(split, batch, tmp_path):
 
 
 # ------------------------------------------------------------------ distribution
-MIRRORED_SCRIPT = textwrap.dedent("""
+# The start of a script run on two logical CPUs (MirroredStrategy): argv[1], argv[2] = the repository and
+# tests/ (run_python(script, REPO, REPO / "tests", ...)); it gives the script this module as ``t``.
+TWO_CPUS_PREAMBLE = textwrap.dedent("""
     import json, sys
-    import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[2])
     import test_training as t
+""")
+
+MIRRORED_SCRIPT = TWO_CPUS_PREAMBLE + textwrap.dedent("""
+    import numpy as np
     from mrcnn.train import layer_groups
     from mrcnn.train import step as training
     from mrcnn.data.pipeline import build_training_dataset

@@ -78,16 +78,14 @@ class StageRates(keras.callbacks.Callback):
     def __init__(self, stages: list[tuple[dict, float, float]], by_time: bool, announce=None):
         super().__init__()
         self.stages, self.by_time, self.announce = stages, by_time, announce
-        self.current = 0
+        self.current = 0  # index of the stage being trained
         self.epoch = 0  # the epoch fit is in, counted from 0 as Keras does
-        self.reached = [stages[0][0]]
 
     def _advance(self, now: float) -> None:
         while self.current + 1 < len(self.stages) and now >= self.stages[self.current][2]:
             self.current += 1
             stage, learning_rate, _ = self.stages[self.current]
             self.model.optimizer.learning_rate = learning_rate
-            self.reached.append(stage)
             log.info("stage: layers %s, learning rate %g", stage["layers"], learning_rate)
             if self.announce is not None:
                 self.announce(stage, learning_rate, self.epoch + 1)
@@ -157,7 +155,7 @@ def run_schedule(model, train_dataset, val_dataset, stages: list[dict], *, time_
                  "its time share ends" if time_limit else run[0][2], learning_rate)
         model.train(train_dataset, val_dataset, learning_rate=learning_rate, epochs=end_epoch,
                     layers=first["layers"], custom_callbacks=callbacks, **train_options)
-        summary.stages_run.extend(rates.reached)
+        summary.stages_run.extend(stage for stage, _, _ in run[:rates.current + 1])
         summary.final_epoch = model.epoch
     summary.seconds = time.monotonic() - start
     summary.stopped_by_budget = time_limit is not None and summary.seconds >= time_limit
