@@ -5,10 +5,12 @@ import math
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from mrcnn.ops.box_frames import denorm_boxes
-from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_logits_graph, heatmap_peaks_graph,
+from mrcnn.layers.landmarks import ClassSliceUpConvolution
+from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_up_convolution_graph, heatmap_peaks_graph,
                                         landmark_index_table, landmark_targets, points_to_roi_units_graph,
                                         roi_units_to_points)
 from mrcnn.ops.losses import landmark_loss
@@ -79,13 +81,53 @@ def test_loss_without_trained_landmarks_is_zero_with_finite_gradients():
     assert gradient is not None and np.all(np.isfinite(gradient.numpy())) and not np.any(gradient.numpy())
 
 
-def test_slice_logits_pick_each_roi_class_channels():
-    logits = np.arange(2 * 2 * 2 * 7, dtype=np.float32).reshape(2, 2, 2, 7)  # [R, M, M, N]
-    picked = class_slice_logits_graph(tf.constant(logits), tf.constant([3, 0]),
-                                      landmark_index_table(COUNTS)).numpy()
-    assert picked.shape == (2, 4, 4)
-    np.testing.assert_array_equal(picked[0, 0], logits[0, :, :, 6].reshape(-1))  # class 3 -> landmark 6
-    assert not picked[0, 1:].any() and not picked[1].any()  # padding and background are zeros
+def full_up_convolution_layer(features, kernel, bias):
+    """The inference graph's layer: Keras' Conv2DTranspose with every landmark's channel."""
+    layer = keras.layers.Conv2DTranspose(kernel.shape[2], kernel.shape[0], strides=2, padding="same",
+                                         kernel_initializer="he_normal")
+    layer.build(features.shape)
+    layer.set_weights([kernel, bias])
+    return layer
+
+
+def full_up_convolution_then_slice(layer, features, class_ids):
+    """The reference: every landmark's channel, then each ROI's class slice."""
+    logits = layer(features)  # [R, m, m, N]
+    table = landmark_index_table(COUNTS)[class_ids]  # [R, Kmax]
+    picked = tf.gather(logits, np.maximum(table, 0), axis=3, batch_dims=1)
+    return picked * (table >= 0)[:, None, None, :]
+
+
+def test_class_slice_up_convolution_equals_the_full_one_on_each_roi_class_slice():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(5, 3, 3, 2)).astype(np.float32)  # [R, p, p, D]
+    kernel = rng.normal(size=(4, 4, 7, 2)).astype(np.float32)  # [k, k, N, D]
+    bias = rng.normal(size=7).astype(np.float32)
+    class_ids = np.array([2, 0, 3, 2, 1])
+    sliced = class_slice_up_convolution_graph(features, class_ids, kernel, bias, COUNTS).numpy()
+    assert sliced.shape == (5, 6, 6, 4)
+    reference = full_up_convolution_then_slice(full_up_convolution_layer(features, kernel, bias), features, class_ids)
+    np.testing.assert_allclose(sliced, reference.numpy(), rtol=1e-5, atol=1e-5)
+    assert not sliced[1].any() and not sliced[2, ..., 1:].any()  # background row, padding of class 3's slice
+
+
+def test_class_slice_up_convolution_layer_has_conv2d_transposes_weights_and_gradients():
+    rng = np.random.default_rng(1)
+    features = tf.constant(rng.normal(size=(4, 3, 3, 2)).astype(np.float32))
+    class_ids = np.array([1, 2, 2, 3])
+    layer = ClassSliceUpConvolution(COUNTS, 4, name="mrcnn_landmark_heatmaps")
+    layer.build([features.shape, class_ids.shape])
+    kernel, bias = (rng.normal(size=w.shape).astype(np.float32) for w in layer.weights)
+    layer.set_weights([kernel, bias])
+    reference = full_up_convolution_layer(features, kernel, bias)
+    assert [(w.name, tuple(w.shape)) for w in layer.weights] == [(w.name, tuple(w.shape)) for w in reference.weights]
+    upstream = rng.normal(size=(4, 6, 6, 4)).astype(np.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        ours = tf.reduce_sum(layer([features, class_ids]) * upstream)
+        full = tf.reduce_sum(full_up_convolution_then_slice(reference, features, class_ids) * upstream)
+    for mine, theirs in zip(tape.gradient(ours, layer.trainable_weights),
+                            tape.gradient(full, reference.trainable_weights)):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_peaks_are_cell_centres_with_their_probability_and_only_the_class_slice_is_returned():

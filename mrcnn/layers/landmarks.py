@@ -1,34 +1,61 @@
-"""Layers of the landmark head that pick and read heatmaps (thin wrappers of mrcnn.ops.keypoint_targets)."""
+"""Layers of the landmark head that make, pick and read heatmaps (thin wrappers of mrcnn.ops.keypoint_targets)."""
 from __future__ import annotations
 
 import keras
-import numpy as np
 
-from mrcnn.ops.keypoint_targets import class_slice_logits_graph, heatmap_peaks_graph
+from mrcnn.ops.keypoint_targets import class_slice_up_convolution_graph, flatten_heatmaps_graph, heatmap_peaks_graph
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ClassSliceLogits(keras.layers.Layer):
-    """([R, M, M, N] heatmap logits, [R] class ids) -> [R, Kmax, M * M], each ROI's class slice.
+class ClassSliceUpConvolution(keras.layers.Layer):
+    """([R, p, p, D] features, [R] class ids) -> [R, 2p, 2p, Kmax]: the heatmap up-convolution of
+    each ROI for its class's landmarks only (the training graph; see
+    :func:`mrcnn.ops.keypoint_targets.class_slice_up_convolution_graph`).
+
+    Its weights are those of ``Conv2DTranspose(N, kernel_size, strides=2, padding="same")``: "kernel"
+    [k, k, N, D] (he_normal) and "bias" [N] (zeros), N = sum(counts). Under the same layer name, the
+    inference graph runs that Conv2DTranspose with all N channels on the few detections, and
+    checkpoints of either graph load into the other.
 
     Args:
-      index_table: [C, Kmax] ints, :func:`mrcnn.ops.keypoint_targets.landmark_index_table`.
+      counts: landmarks per class (LANDMARK_COUNTS). kernel_size: k.
     """
 
-    def __init__(self, index_table, **kwargs):
+    def __init__(self, counts, kernel_size: int = 4, **kwargs):
         super().__init__(**kwargs)
-        self.index_table = np.asarray(index_table, np.int32)
+        self.counts = [int(n) for n in counts]
+        self.kernel_size = int(kernel_size)
+
+    def build(self, input_shape):
+        depth = int(input_shape[0][-1])
+        size = self.kernel_size
+        self.kernel = self.add_weight(name="kernel", shape=(size, size, sum(self.counts), depth),
+                                      initializer="he_normal")
+        self.bias = self.add_weight(name="bias", shape=(sum(self.counts),), initializer="zeros")
 
     def call(self, inputs):
-        logits, class_ids = inputs
-        return class_slice_logits_graph(logits, class_ids, self.index_table)
+        features, class_ids = inputs
+        return class_slice_up_convolution_graph(features, class_ids, self.kernel, self.bias, self.counts)
 
     def compute_output_shape(self, input_shape):
-        rows, size = input_shape[0][0], input_shape[0][1]
-        return (rows, self.index_table.shape[1], None if size is None else size * size)
+        rows, side = input_shape[0][0], input_shape[0][1]
+        side = None if side is None else 2 * side
+        return (rows, side, side, max(self.counts))
 
     def get_config(self):
-        return {**super().get_config(), "index_table": self.index_table.tolist()}
+        return {**super().get_config(), "counts": self.counts, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class FlattenHeatmaps(keras.layers.Layer):
+    """[R, M, M, K] heatmap logits -> [R, K, M * M], each heatmap's cells row-major."""
+
+    def call(self, logits):
+        return flatten_heatmaps_graph(logits)
+
+    def compute_output_shape(self, input_shape):
+        size = input_shape[1]
+        return (input_shape[0], input_shape[3], None if size is None else size * size)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

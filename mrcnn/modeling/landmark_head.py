@@ -4,7 +4,10 @@ Per ROI: ROIAlign (LANDMARK_POOL_SIZE) -> LANDMARK_HEAD_CONV_LAYERS 3x3 convolut
 (LANDMARK_HEAD_CONV_CHANNELS wide) -> a 4x4 up-convolution of stride 2 to one heatmap per landmark
 of the global table (NUM_LANDMARKS channels) -> bilinear 2x upsampling when LANDMARK_HEATMAP_SIZE
 is 4x the pool size. Each class owns a slice of the table (LANDMARK_COUNTS); only the ROI's class
-slice is trained and returned.
+slice is trained and returned. Training computes the up-convolution and upsampling for that slice
+only (``ClassSliceUpConvolution``: DeepFashion2's largest slice is 39 of the 294 channels); inference
+runs them on all channels of the few detections. Both are the layer "mrcnn_landmark_heatmaps" with
+the same weights.
 
     training    output "mrcnn_landmarks" [B, T, Kmax, M * M] logits of each positive ROI's class slice
                 (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax]
@@ -31,7 +34,7 @@ from keras import layers
 
 from mrcnn.layers import OUTPUT_DTYPE
 from mrcnn.layers.glue import GatherPositiveRois, ScatterPositiveRois
-from mrcnn.layers.landmarks import ClassSliceLogits, HeatmapPeaks
+from mrcnn.layers.landmarks import ClassSliceUpConvolution, FlattenHeatmaps, HeatmapPeaks
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.roi_heads import RoiHead
 from mrcnn.ops.instance_fields import InstanceField
@@ -39,20 +42,38 @@ from mrcnn.ops.keypoint_targets import class_landmarks, landmark_index_table, la
 from mrcnn.ops.losses import landmark_loss
 
 FIELD = "keypoints"  # the COCO annotation key and instance field of the landmarks
+HEATMAPS_LAYER = "mrcnn_landmark_heatmaps"  # the up-convolution's weights, in both graphs
 
 
-def landmark_heatmaps(x, config):
-    """The head's layers on a batch of pooled ROIs: [R, p, p, D] -> [R, M, M, NUM_LANDMARKS] logits."""
+def landmark_features(x, config):
+    """The head's 3x3 convolutions: [R, p, p, D] pooled ROIs -> [R, p, p, LANDMARK_HEAD_CONV_CHANNELS]."""
     for i in range(1, config.LANDMARK_HEAD_CONV_LAYERS + 1):
         x = layers.Conv2D(config.LANDMARK_HEAD_CONV_CHANNELS, 3, padding="same", activation="relu",
                           kernel_initializer="he_normal", name=f"mrcnn_landmark_conv{i}")(x)
-    x = layers.Conv2DTranspose(config.NUM_LANDMARKS, 4, strides=2, padding="same",
-                               kernel_initializer="he_normal", name="mrcnn_landmark_heatmaps",
-                               dtype=OUTPUT_DTYPE)(x)
+    return x
+
+
+def upsample_to_heatmap_size(x, config):
+    """[R, 2p, 2p, K] -> [R, M, M, K]: bilinear 2x when LANDMARK_HEATMAP_SIZE is 4x the pool size."""
     if config.LANDMARK_HEATMAP_SIZE == 4 * config.LANDMARK_POOL_SIZE:
         x = layers.UpSampling2D(2, interpolation="bilinear", name="mrcnn_landmark_upsample",
                                 dtype=OUTPUT_DTYPE)(x)
     return x
+
+
+def landmark_heatmaps(x, config):
+    """Inference: [R, p, p, D] pooled ROIs -> [R, M, M, NUM_LANDMARKS] logits of every landmark."""
+    x = layers.Conv2DTranspose(config.NUM_LANDMARKS, 4, strides=2, padding="same", kernel_initializer="he_normal",
+                               name=HEATMAPS_LAYER, dtype=OUTPUT_DTYPE)(landmark_features(x, config))
+    return upsample_to_heatmap_size(x, config)
+
+
+def class_slice_heatmaps(x, class_ids, config):
+    """Training: ([R, p, p, D] pooled ROIs, [R] class ids) -> [R, Kmax, M * M] logits of each ROI's
+    class slice (zeros past its class's count); the same weights as :func:`landmark_heatmaps`."""
+    x = ClassSliceUpConvolution(config.LANDMARK_COUNTS, 4, name=HEATMAPS_LAYER,
+                                dtype=OUTPUT_DTYPE)([landmark_features(x, config), class_ids])
+    return FlattenHeatmaps(name="mrcnn_landmark_flatten", dtype=OUTPUT_DTYPE)(upsample_to_heatmap_size(x, config))
 
 
 class LandmarkHead(RoiHead):
@@ -62,7 +83,7 @@ class LandmarkHead(RoiHead):
     loss_name = "mrcnn_landmark_loss"
     output_name = "mrcnn_landmarks"
     result_key = "landmarks"
-    class_specific_layers = ("mrcnn_landmark_heatmaps",)  # one channel per landmark of the classes' slices
+    class_specific_layers = (HEATMAPS_LAYER,)  # one channel per landmark of the classes' slices
     layer_pattern = r"mrcnn\_landmark.*"
 
     def __init__(self, config):
@@ -87,9 +108,7 @@ class LandmarkHead(RoiHead):
         pooled = self._pooled(feature_maps, rois, image_meta)
         x = GatherPositiveRois(name="mrcnn_landmark_positive_rois")([pooled, target_class_ids])  # [P, p, p, D]
         classes = GatherPositiveRois(name="mrcnn_landmark_positive_classes")([target_class_ids, target_class_ids])
-        logits = landmark_heatmaps(x, self.config)  # [P, M, M, N]
-        picked = ClassSliceLogits(self.index_table, name="mrcnn_landmark_class_slice",
-                                  dtype=OUTPUT_DTYPE)([logits, classes])  # [P, Kmax, M * M]
+        picked = class_slice_heatmaps(x, classes, self.config)  # [P, Kmax, M * M]
         return ScatterPositiveRois(name="mrcnn_landmark_scatter")([picked, target_class_ids])
 
     def loss(self, targets, predictions, target_class_ids):

@@ -125,22 +125,48 @@ def landmark_targets(positive_rois, matched_gt, gt: Mapping[str, tf.Tensor], *, 
     return tf.where(indices >= 0, cells, -1)
 
 
-def class_slice_logits_graph(logits, class_ids, index_table):
-    """Each ROI's heatmap logits of its class's landmarks, flattened.
+def class_slice_up_convolution_graph(features, class_ids, kernel, bias, counts: Sequence[int], strides: int = 2):
+    """The heatmap up-convolution of each ROI computed for its class's landmarks only.
+
+    Equal to ``tf.nn.conv2d_transpose`` with every landmark's channel (padding "SAME") followed
+    by picking each ROI's class slice, at about Kmax / N of its cost (DeepFashion2: 39 of 294
+    channels): the ROIs are grouped by class and each group gets its class's kernel channels.
 
     Args:
-      logits: [R, M, M, N] float heatmap logits, one channel per landmark of the global table.
-      class_ids: [R] int class of each ROI (0 gives zeros).
-      index_table: [C, Kmax] int32 from :func:`landmark_index_table`.
+      features: [R, p, p, D] float, the head's last convolution per ROI.
+      class_ids: [R] int, class of each ROI (0 = none: its row is zeros).
+      kernel: [k, k, N, D] float, Keras' Conv2DTranspose layout (output channels before input channels).
+      bias: [N] float.
+      counts: landmarks per class, class ids 1 .. len(counts) (LANDMARK_COUNTS); N = sum(counts).
+      strides: up-sampling factor.
     Returns:
-      [R, Kmax, M * M] float32, zeros for the padding of the slice.
+      [R, m, m, Kmax] float32 logits, m = strides * p, Kmax = max(counts): channel j is the ROI's
+      class's j-th landmark; channels past its class's count are zeros.
     """
+    features = tf.cast(features, tf.float32)
+    kernel, bias = tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32)
+    class_ids = tf.cast(class_ids, tf.int32)
+    rows, side = tf.shape(features)[0], tf.shape(features)[1] * strides
+    width = max(counts)
+    members, heatmaps, start = [], [], 0
+    for class_id, count in enumerate(counts, start=1):
+        member = tf.where(tf.equal(class_ids, class_id))[:, 0]  # [Rc]
+        group = tf.gather(features, member)
+        shape = tf.stack([tf.shape(member)[0], side, side, count])
+        logits = tf.nn.conv2d_transpose(group, kernel[:, :, start:start + count, :], shape, strides, "SAME")
+        logits = tf.nn.bias_add(logits, bias[start:start + count])
+        heatmaps.append(tf.pad(logits, [[0, 0], [0, 0], [0, 0], [0, width - count]]))
+        members.append(member)
+        start += count
+    output_shape = tf.stack([tf.cast(rows, tf.int64), tf.cast(side, tf.int64), tf.cast(side, tf.int64), width])
+    return tf.scatter_nd(tf.concat(members, 0)[:, None], tf.concat(heatmaps, 0), output_shape)
+
+
+def flatten_heatmaps_graph(logits):
+    """[R, M, M, K] heatmap logits -> [R, K, M * M] float32, each heatmap's cells row-major."""
     logits = tf.cast(logits, tf.float32)
     shape = tf.shape(logits)
-    flat = tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], shape[1] * shape[2]])  # [R, N, MM]
-    indices = tf.gather(tf.constant(index_table, tf.int32), tf.cast(class_ids, tf.int32))  # [R, Kmax]
-    picked = tf.gather(flat, tf.maximum(indices, 0), batch_dims=1)  # [R, Kmax, MM]
-    return picked * tf.cast(indices >= 0, tf.float32)[..., None]
+    return tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], shape[1] * shape[2]])
 
 
 def heatmap_peaks_graph(logits):
@@ -151,10 +177,8 @@ def heatmap_peaks_graph(logits):
     Returns:
       [R, N, (u_x, u_y, score)] float32: the peak cell's centre and its probability in (0, 1].
     """
-    logits = tf.cast(logits, tf.float32)
-    shape = tf.shape(logits)
-    size = shape[1]
-    flat = tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], size * size])
+    size = tf.shape(logits)[1]
+    flat = flatten_heatmaps_graph(logits)  # [R, N, M * M]
     cells = tf.argmax(flat, axis=-1, output_type=tf.int32)  # [R, N]
     score = tf.reduce_max(tf.nn.softmax(flat, axis=-1), axis=-1)
     size_f = tf.cast(size, tf.float32)
