@@ -21,9 +21,8 @@ Steps (each printed as it runs; everything lands in --out):
 
 Needs no network and no files but the repository's. With the defaults it takes
 about 10 minutes; what the model learns in that time depends on the CPU: on 2
-cores, mask AP50 0.65 on a fast one, 0.26-0.31 on a slower one (docs/BENCHMARKS.md).
---minutes 30 trains three times longer: mask AP50 0.87 and landmark AP 0.43 on
-the slower CPU.
+cores of a 2026 Intel Xeon, mask AP50 0.62-0.73 and landmark AP 0.15-0.29 over
+three seeds (docs/BENCHMARKS.md). --minutes 30 trains three times longer.
 
 \b
 Example:
