@@ -43,6 +43,7 @@ from mrcnn.ops.losses import landmark_loss
 
 FIELD = "keypoints"  # the COCO annotation key and instance field of the landmarks
 HEATMAPS_LAYER = "mrcnn_landmark_heatmaps"  # the up-convolution's weights, in both graphs
+HEATMAPS_KERNEL = 4  # the up-convolution's kernel side (stride 2), in both graphs
 
 
 def landmark_features(x, config):
@@ -63,15 +64,16 @@ def upsample_to_heatmap_size(x, config):
 
 def landmark_heatmaps(x, config):
     """Inference: [R, p, p, D] pooled ROIs -> [R, M, M, NUM_LANDMARKS] logits of every landmark."""
-    x = layers.Conv2DTranspose(config.NUM_LANDMARKS, 4, strides=2, padding="same", kernel_initializer="he_normal",
-                               name=HEATMAPS_LAYER, dtype=OUTPUT_DTYPE)(landmark_features(x, config))
+    x = layers.Conv2DTranspose(config.NUM_LANDMARKS, HEATMAPS_KERNEL, strides=2, padding="same",
+                               kernel_initializer="he_normal", name=HEATMAPS_LAYER,
+                               dtype=OUTPUT_DTYPE)(landmark_features(x, config))
     return upsample_to_heatmap_size(x, config)
 
 
 def class_slice_heatmaps(x, class_ids, config):
     """Training: ([R, p, p, D] pooled ROIs, [R] class ids) -> [R, Kmax, M * M] logits of each ROI's
     class slice (zeros past its class's count); the same weights as :func:`landmark_heatmaps`."""
-    x = ClassSliceUpConvolution(config.LANDMARK_COUNTS, 4, name=HEATMAPS_LAYER,
+    x = ClassSliceUpConvolution(config.LANDMARK_COUNTS, HEATMAPS_KERNEL, name=HEATMAPS_LAYER,
                                 dtype=OUTPUT_DTYPE)([landmark_features(x, config), class_ids])
     return FlattenHeatmaps(name="mrcnn_landmark_flatten", dtype=OUTPUT_DTYPE)(upsample_to_heatmap_size(x, config))
 
