@@ -203,7 +203,7 @@ def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
     def announce(stage, learning_rate, epoch):
         until = "its share of the time limit" if time_limit else f"epoch {stage['epochs']}"
         echo_err(f"stage: layers {stage['layers']}, from epoch {epoch} until {until}, "
-                 f"learning rate {learning_rate:g}")
+                 f"optimizer {model.config.OPTIMIZER}, learning rate {learning_rate:g}")
 
     try:
         summary = run_schedule(model, train_set, val_set, stages, time_limit=time_limit and time_limit * 60,

@@ -122,6 +122,10 @@ class Config:
     LANDMARK_HEAD_CONV_LAYERS = 8
     LANDMARK_HEAD_CONV_CHANNELS = 512
     LANDMARK_HEATMAP_SIZE = 56
+    # The heatmaps cover the ROI grown by this fraction of its height and width on each side (ours;
+    # 0 = the ROI, Mask R-CNN's keypoint head): a detection box a little tighter than the garment
+    # then still holds its edge landmarks, which a heatmap over the box itself could not place.
+    LANDMARK_ROI_MARGIN = 0.0
 
     # Ground-truth instances kept per image.
     MAX_GT_INSTANCES = 100
@@ -135,7 +139,9 @@ class Config:
     DETECTION_MIN_CONFIDENCE = 0.7
     DETECTION_NMS_THRESHOLD = 0.3
 
-    # SGD with momentum, L2 weight decay, and global-norm gradient clipping.
+    # SGD with momentum, L2 weight decay, and global-norm gradient clipping. OPTIMIZER (ours): "sgd"
+    # (matterport's) or "adam" (Adam with Keras' defaults, same decay and clipping; mrcnn.train.step).
+    OPTIMIZER = "sgd"
     LEARNING_RATE = 0.001
     LEARNING_MOMENTUM = 0.9
     WEIGHT_DECAY = 0.0001

@@ -34,8 +34,10 @@ _RANGES = {
     "DETECTION_NMS_THRESHOLD": (0, 1, False, True), "ROI_POSITIVE_RATIO": (0, 1, False, True),
     "LEARNING_RATE": (0, math.inf, False, False), "LEARNING_MOMENTUM": (0, 1, True, False),
     "WEIGHT_DECAY": (0, math.inf, True, False), "GRADIENT_CLIP_NORM": (0, math.inf, True, False),
-    "IMAGE_MIN_SCALE": (0, math.inf, True, False),
+    "IMAGE_MIN_SCALE": (0, math.inf, True, False), "LANDMARK_ROI_MARGIN": (0, 1, True, False),
 }
+# OPTIMIZER values (mrcnn.train.step.make_optimizer builds them).
+OPTIMIZERS = ("sgd", "adam")
 # Settings that take any number (int or float) in a file.
 NUMBER_SETTINGS = frozenset(_RANGES)
 # List settings of positive numbers, and their length (None: any).
@@ -91,6 +93,8 @@ def validate(config, source: str = "config") -> None:
         raise ConfigError(f"{source}: ROI_HEADS must list registered heads once each, \"mask\" included "
                           f"(known: {', '.join(ROI_HEADS.names())}), got {heads}")
     _check_landmarks(config, source)
+    if config.OPTIMIZER not in OPTIMIZERS:
+        raise ConfigError(f"{source}: OPTIMIZER must be one of {', '.join(OPTIMIZERS)}, got {config.OPTIMIZER!r}")
     if config.IMAGE_RESIZE_MODE not in ("square", "pad64", "crop", "none"):
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and (config.IMAGE_MAX_DIM < 64 or config.IMAGE_MAX_DIM % 64):

@@ -38,7 +38,7 @@ from mrcnn.ops.anchors import get_anchors
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
 from mrcnn.train import checkpoints, layer_groups
 from mrcnn.train.stage import run_training
-from mrcnn.train.step import MomentumSGD, TrainingModel
+from mrcnn.train.step import TrainingModel, make_optimizer
 
 _logger = logging.getLogger(__name__)
 
@@ -337,7 +337,8 @@ class MaskRCNN:
         return trainable
 
     def compile(self, learning_rate, momentum) -> TrainingModel:
-        """The training model wrapped with its loss table and compiled with SGD (``self.training_model``).
+        """The training model wrapped with its loss table and compiled with the config's OPTIMIZER (``self.training_model``;
+        ``momentum`` is SGD's).
 
         matterport compiled its Keras model in place; here the losses live in a ``train_step``, so the
         compiled object is a ``mrcnn.train.step.TrainingModel`` around ``keras_model`` (``fit`` it with
@@ -347,7 +348,7 @@ class MaskRCNN:
             raise ValueError("compile() needs a model built in training mode")
         with self.strategy.scope():
             self.training_model = TrainingModel(self.keras_model, self.config)
-            self.training_model.compile(optimizer=MomentumSGD(learning_rate=learning_rate, momentum=momentum),
+            self.training_model.compile(optimizer=make_optimizer(self.config, learning_rate, momentum),
                                         jit_compile=False)
         return self.training_model
 

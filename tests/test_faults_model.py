@@ -177,6 +177,7 @@ def test_damaged_hdf5_metadata_is_one_line_everywhere(small_model_files, tmp_pat
     ("DETECTION_MAX_INSTANCES = 0", "DETECTION_MAX_INSTANCES must be an integer >= 1"),
     ("DETECTION_MIN_CONFIDENCE = nan", "DETECTION_MIN_CONFIDENCE must be a finite number"),
     ("LEARNING_RATE = inf", "LEARNING_RATE must be a finite number"),
+    ('OPTIMIZER = "rmsprop"', "OPTIMIZER must be one of sgd, adam"),
 ])
 def test_bad_config_values_are_refused_before_any_model(tmp_path, setting, fragment):
     path = tmp_path / "bad.toml"

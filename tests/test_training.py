@@ -197,6 +197,39 @@ def test_momentum_sgd_follows_keras_sgd_step_for_step(nesterov):
         np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
 
 
+def test_fused_adam_follows_keras_adam_step_for_step():
+    """The fused Adam update is Keras' rule (bias correction, epsilon outside the root): after five
+    steps on the same gradients, weights and both moment buffers are equal."""
+    import keras
+    import tensorflow as tf
+
+    from mrcnn.train.step import FusedAdam
+
+    rng = np.random.default_rng(1)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in ((3, 4), (4,), (2, 2, 3))]
+    gradients = [[rng.normal(size=w.shape).astype(np.float32) for w in start] for _ in range(5)]
+    finals = []
+    for optimizer in (keras.optimizers.Adam(0.01), FusedAdam(0.01)):
+        variables = [keras.Variable(w) for w in start]
+        for step_gradients in gradients:
+            optimizer.apply_gradients(zip([tf.constant(g) for g in step_gradients], variables))
+        finals.append([v.numpy() for v in variables] + [m.numpy() for m in optimizer._momentums]
+                      + [v.numpy() for v in optimizer._velocities])
+    assert not np.allclose(finals[0][0], start[0])
+    for keras_value, fused_value in zip(*finals):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_config_chooses_the_optimizer():
+    from mrcnn.train.step import FusedAdam, MomentumSGD, make_optimizer
+
+    sgd = make_optimizer(small_config(LEARNING_MOMENTUM=0.8), 0.01)
+    assert isinstance(sgd, MomentumSGD) and sgd.momentum == pytest.approx(0.8)
+    assert make_optimizer(small_config(), 0.01, momentum=0.5).momentum == pytest.approx(0.5)
+    adam = make_optimizer(small_config(OPTIMIZER="adam"), 0.001)
+    assert isinstance(adam, FusedAdam) and float(adam.learning_rate) == pytest.approx(0.001)
+
+
 def test_layer_regex_rejects_a_bad_regex():
     from mrcnn.train.layer_groups import LAYER_GROUPS, layer_regex
 

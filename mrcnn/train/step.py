@@ -173,7 +173,34 @@ def _resource(variable):
     return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
-def make_optimizer(config, learning_rate: float) -> keras.optimizers.Optimizer:
-    """SGD with momentum (:class:`MomentumSGD`). The global-norm clipping (GRADIENT_CLIP_NORM) is
-    done by ``TrainingModel.train_step`` on the gradient summed over replicas (see module docstring)."""
-    return MomentumSGD(learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM)
+class FusedAdam(keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` whose update is one fused TensorFlow kernel per variable.
+
+    ``ResourceApplyAdam`` computes Keras' rule (bias-corrected step
+    ``lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``, ``epsilon`` added to ``sqrt(v)``) in one kernel
+    instead of about ten small ops; the moment variables are Keras' own. AMSGrad falls back to Keras.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_resource(variable), m=_resource(self._momentums[index]), v=_resource(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype), use_nesterov=False)
+
+
+def make_optimizer(config, learning_rate: float, momentum: float | None = None) -> keras.optimizers.Optimizer:
+    """The config's OPTIMIZER at ``learning_rate``: "sgd" is matterport's SGD with momentum
+    (:class:`MomentumSGD`, ``momentum`` or LEARNING_MOMENTUM), "adam" is Adam with Keras' defaults
+    (:class:`FusedAdam`). The global-norm clipping (GRADIENT_CLIP_NORM) and the L2 weight decay
+    (WEIGHT_DECAY) are ``TrainingModel.train_step``'s, whichever the optimizer (see module docstring)."""
+    if config.OPTIMIZER == "adam":
+        return FusedAdam(learning_rate=learning_rate)
+    return MomentumSGD(learning_rate=learning_rate,
+                       momentum=config.LEARNING_MOMENTUM if momentum is None else momentum)
