@@ -131,6 +131,28 @@ def test_a_checkpoint_with_the_head_round_trips_and_detect_returns_landmarks(tra
         assert ((xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)).all()  # peaks lie inside the box
 
 
+def test_with_a_margin_the_head_reads_the_grown_box_and_detect_returns_points_around_it(trained):
+    """LANDMARK_ROI_MARGIN has no weights: the same checkpoint loads; the peaks come back in image pixels
+    anywhere in the box grown by the margin, the detections themselves unchanged."""
+    model, _, _, train = trained
+    margin = 0.25
+    plain, grown = (MaskRCNN(mode="inference", config=landmark_config(IMAGES_PER_GPU=1, LANDMARK_ROI_MARGIN=m),
+                             model_dir=model.model_dir) for m in (0.0, margin))
+    assert grown.keras_model.get_layer("mrcnn_landmark_expand_rois").margin == margin
+    for inference in (plain, grown):
+        inference.load_weights(model.checkpoint_for_epoch(1))
+    image = train.load_image(0)
+    (without,), (with_margin,) = plain.detect([image]), grown.detect([image])
+    np.testing.assert_array_equal(with_margin["rois"], without["rois"])
+    assert len(with_margin["rois"]) and not np.allclose(with_margin["landmarks"], without["landmarks"])
+    for row, class_id in enumerate(with_margin["class_ids"]):
+        y1, x1, y2, x2 = with_margin["rois"][row]
+        own = slice(4 * (class_id - 1), 4 * class_id)
+        xs, ys = with_margin["landmarks"][row, own, 0], with_margin["landmarks"][row, own, 1]
+        dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+        assert ((xs >= x1 - dx) & (xs <= x2 + dx) & (ys >= y1 - dy) & (ys <= y2 + dy)).all()
+
+
 def test_a_file_without_the_head_loads_into_a_model_with_it(trained, tmp_path):
     model, _, _, _ = trained
     plain = MaskRCNN(mode="inference", config=landmark_config(IMAGES_PER_GPU=1, ROI_HEADS=["mask"], LOSS_WEIGHTS={}),

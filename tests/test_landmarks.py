@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from mrcnn.ops.box_frames import denorm_boxes
 from mrcnn.layers.landmarks import ClassSliceUpConvolution
-from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_up_convolution_graph, heatmap_peaks_graph,
-                                        landmark_index_table, landmark_targets, points_to_roi_units_graph,
-                                        roi_units_to_points)
+from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_up_convolution_graph, expand_boxes_graph,
+                                        heatmap_peaks_graph, landmark_index_table, landmark_targets,
+                                        points_to_roi_units_graph, roi_units_to_points)
 from mrcnn.ops.losses import landmark_loss
 
 # Three classes with 2, 4 and 1 landmarks: class 1 owns landmarks 0-1, class 2 owns 2-5, class 3 owns 6.
@@ -46,6 +46,33 @@ def test_targets_keep_labelled_points_inside_the_roi_of_the_matched_class_slice(
     cells = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points",
                              index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
     np.testing.assert_array_equal(cells.numpy(), [[0, 15, 3, -1], [-1, 5, -1, -1]])
+
+
+def test_with_a_margin_the_targets_are_cells_of_the_grown_roi_and_points_just_outside_are_trained():
+    gt, rois = hand_case()
+    # Margin 0.5: the ROI (pixels x 20..60, y 10..50) grows to x 0.5 .. 79.5, y -9.5 .. 69.5 (79 px, cells of 19.75).
+    np.testing.assert_allclose(expand_boxes_graph(rois, 0.5).numpy()[0], [-0.095, 0.005, 0.685, 0.785], atol=1e-6)
+    cells = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points", margin=0.5,
+                             index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
+    # (25, 15) -> column 1, row 1; (55, 45) -> 2, 2; (60, 10) -> 3, 0; (70, 20), outside the ROI itself -> 3, 1.
+    np.testing.assert_array_equal(cells.numpy(), [[5, 10, 3, -1], [7, 5, -1, -1]])
+    np.testing.assert_array_equal(expand_boxes_graph(rois, 0.0).numpy(), rois.numpy())
+
+
+def test_with_a_margin_peaks_come_back_in_units_of_the_roi_itself():
+    """Reading a peak of the grown ROI's heatmap in units of the ROI gives the same image point as reading
+    it in the grown pixel box (the conversion and expand_boxes_graph are one rule)."""
+    margin, size = 0.25, 8
+    logits = np.full((1, size, size, 3), -60.0, np.float32)
+    for landmark, (row, column) in enumerate([(0, 0), (7, 7), (2, 5)]):
+        logits[0, row, column, landmark] = 0.0
+    peaks = heatmap_peaks_graph(tf.constant(logits), margin).numpy()[0]
+    np.testing.assert_allclose(peaks[0, :2], [0.5 / size * 1.5 - 0.25] * 2, rtol=1e-5)  # -0.156: left of the box
+    box = np.array([[12, 30, 52, 90]], np.float32)  # pixels, (y2, x2) exclusive
+    grown = expand_boxes_graph(box, margin).numpy()
+    grown_units = (np.array([[0, 0], [7, 7], [5, 2]], np.float32)[None] + 0.5) / size
+    np.testing.assert_allclose(roi_units_to_points(peaks[None, :, :2], box), roi_units_to_points(grown_units, grown),
+                               atol=1e-4)
 
 
 def test_roi_units_and_image_points_are_inverse_rules():
@@ -130,17 +157,34 @@ def test_class_slice_up_convolution_layer_has_conv2d_transposes_weights_and_grad
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_peaks_are_cell_centres_with_their_probability_and_only_the_class_slice_is_returned():
+def test_a_clear_peak_is_its_cell_centre_with_its_probability_and_only_the_class_slice_is_returned():
     logits = np.zeros((1, 4, 4, 7), np.float32)
-    logits[0, 1, 3, 2] = 10.0  # landmark 2 peaks at row 1, column 3
-    logits[0, 2, 0, 3] = 10.0
+    logits[0, 1, 3, 2] = 30.0  # landmark 2 peaks at row 1, column 3 (its neighbours weigh ~e-30)
+    logits[0, 2, 0, 3] = 30.0
     peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()
-    np.testing.assert_allclose(peaks[0, 2, :2], [3.5 / 4, 1.5 / 4])
-    assert peaks[0, 2, 2] == pytest.approx(math.exp(10) / (math.exp(10) + 15), rel=1e-5)
+    np.testing.assert_allclose(peaks[0, 2, :2], [3.5 / 4, 1.5 / 4], rtol=1e-6)
+    assert peaks[0, 2, 2] == pytest.approx(1.0 / (1.0 + 15 * math.exp(-30)), rel=1e-6)
     landmarks = class_landmarks(peaks, [2], [[10, 20, 50, 60]], landmark_index_table(COUNTS))
     np.testing.assert_allclose(landmarks[0, 2, :2], [20 + 40 * 3.5 / 4, 10 + 40 * 1.5 / 4], rtol=1e-6)
     np.testing.assert_allclose(landmarks[0, 3, :2], [20 + 40 * 0.5 / 4, 10 + 40 * 2.5 / 4], rtol=1e-6)
     assert not landmarks[0, [0, 1, 6]].any()  # other classes' landmarks are zero
+
+
+def test_a_peak_shared_with_a_neighbour_moves_to_the_probability_weighted_mean_of_the_3x3_cells():
+    logits = np.full((1, 5, 5, 2), -50.0, np.float32)
+    # Landmark 0: row 2, columns 2 and 3 with probabilities 2/3 and 1/3; a far cell (row 0, column 0)
+    # with some mass is outside the 3x3 window and does not pull the point.
+    logits[0, 2, 2, 0], logits[0, 2, 3, 0], logits[0, 0, 0, 0] = math.log(2.0), 0.0, -0.5
+    # Landmark 1: the peak in the corner cell (4, 4), its neighbour (3, 4) as likely minus a little:
+    # the window is cut at the border and the point lies between the two centres.
+    logits[0, 4, 4, 1], logits[0, 3, 4, 1] = 0.01, 0.0
+    peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()
+    x = (2 * 2.5 + 1 * 3.5) / 3
+    np.testing.assert_allclose(peaks[0, 0, :2], [x / 5, 2.5 / 5], rtol=1e-5)
+    odds = math.exp(0.01)
+    np.testing.assert_allclose(peaks[0, 1, :2], [4.5 / 5, (odds * 4.5 + 3.5) / (odds + 1) / 5], rtol=1e-5)
+    total = 2 + 1 + math.exp(-0.5)
+    assert peaks[0, 0, 2] == pytest.approx(2 / total, rel=1e-4)
 
 
 def test_synthetic_landmarks_are_the_same_parts_of_every_garment_of_a_category():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import keras
 
-from mrcnn.ops.keypoint_targets import class_slice_up_convolution_graph, flatten_heatmaps_graph, heatmap_peaks_graph
+from mrcnn.ops.keypoint_targets import (class_slice_up_convolution_graph, expand_boxes_graph, flatten_heatmaps_graph,
+                                        heatmap_peaks_graph)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -60,10 +61,40 @@ class FlattenHeatmaps(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class HeatmapPeaks(keras.layers.Layer):
-    """[R, M, M, N] heatmap logits -> [R, N, (u_x, u_y, score)]: each heatmap's peak in ROI units."""
+    """[R, M, M, N] heatmap logits -> [R, N, (u_x, u_y, score)]: each heatmap's peak in ROI units.
+
+    Args:
+      margin: LANDMARK_ROI_MARGIN, the heatmaps' extent beyond the ROI (peaks come back in units of the ROI).
+    """
+
+    def __init__(self, margin: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.margin = float(margin)
 
     def call(self, logits):
-        return heatmap_peaks_graph(logits)
+        return heatmap_peaks_graph(logits, self.margin)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[3], 3)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ExpandBoxes(keras.layers.Layer):
+    """[..., (y1, x1, y2, x2)] -> the boxes grown by ``margin`` times their size on each side
+    (:func:`mrcnn.ops.keypoint_targets.expand_boxes_graph`): the landmark heatmaps' extent."""
+
+    def __init__(self, margin: float, **kwargs):
+        super().__init__(**kwargs)
+        self.margin = float(margin)
+
+    def call(self, boxes):
+        return expand_boxes_graph(boxes, self.margin)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}

@@ -1,18 +1,19 @@
 """The landmark head: Mask R-CNN's keypoint branch for garment landmarks (DeepFashion2's 294).
 
-Per ROI: ROIAlign (LANDMARK_POOL_SIZE) -> LANDMARK_HEAD_CONV_LAYERS 3x3 convolutions with ReLU
-(LANDMARK_HEAD_CONV_CHANNELS wide) -> a 4x4 up-convolution of stride 2 to one heatmap per landmark
-of the global table (NUM_LANDMARKS channels) -> bilinear 2x upsampling when LANDMARK_HEATMAP_SIZE
-is 4x the pool size. Each class owns a slice of the table (LANDMARK_COUNTS); only the ROI's class
-slice is trained and returned. Training computes the up-convolution and upsampling for that slice
-only (``ClassSliceUpConvolution``: DeepFashion2's largest slice is 39 of the 294 channels); inference
-runs them on all channels of the few detections. Both are the layer "mrcnn_landmark_heatmaps" with
-the same weights.
+Per ROI, grown by LANDMARK_ROI_MARGIN on each side: ROIAlign (LANDMARK_POOL_SIZE) ->
+LANDMARK_HEAD_CONV_LAYERS 3x3 convolutions with ReLU (LANDMARK_HEAD_CONV_CHANNELS wide) -> a 4x4
+up-convolution of stride 2 to one heatmap per landmark of the global table (NUM_LANDMARKS channels)
+-> bilinear 2x upsampling when LANDMARK_HEATMAP_SIZE is 4x the pool size. Each class owns a slice
+of the table (LANDMARK_COUNTS); only the ROI's class slice is trained and returned. Training
+computes the up-convolution and upsampling for that slice only (``ClassSliceUpConvolution``:
+DeepFashion2's largest slice is 39 of the 294 channels); inference runs them on all channels of
+the few detections. Both are the layer "mrcnn_landmark_heatmaps" with the same weights.
 
     training    output "mrcnn_landmarks" [B, T, Kmax, M * M] logits of each positive ROI's class slice
                 (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax]
                 int32 cells (-1 = not trained); loss "mrcnn_landmark_loss" (ops.losses.landmark_loss)
-    inference   output "mrcnn_landmarks" [B, D, N, (u_x, u_y, score)], every heatmap's peak in ROI units
+    inference   output "mrcnn_landmarks" [B, D, N, (u_x, u_y, score)], every heatmap's peak in units of the
+                detection box (from -margin to 1 + margin)
                 (the layers run on the real detections only; padding rows are zeros)
     detect()    result "landmarks" [n, N, (x, y, score)] float32 pixels of the original image, the
                 detection's class slice filled and the other landmarks zero
@@ -34,7 +35,7 @@ from keras import layers
 
 from mrcnn.layers import OUTPUT_DTYPE
 from mrcnn.layers.glue import GatherPositiveRois, ScatterPositiveRois
-from mrcnn.layers.landmarks import ClassSliceUpConvolution, FlattenHeatmaps, HeatmapPeaks
+from mrcnn.layers.landmarks import ClassSliceUpConvolution, ExpandBoxes, FlattenHeatmaps, HeatmapPeaks
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.roi_heads import RoiHead
 from mrcnn.ops.instance_fields import InstanceField
@@ -100,11 +101,15 @@ class LandmarkHead(RoiHead):
     def roi_targets(self, positive_rois, matched_gt, gt):
         c = self.config
         return landmark_targets(positive_rois, matched_gt, gt, field=FIELD, index_table=self.index_table,
-                                image_hw=[int(v) for v in c.IMAGE_SHAPE[:2]], heatmap_size=c.LANDMARK_HEATMAP_SIZE)
+                                image_hw=[int(v) for v in c.IMAGE_SHAPE[:2]], heatmap_size=c.LANDMARK_HEATMAP_SIZE,
+                                margin=c.LANDMARK_ROI_MARGIN)
 
     def _pooled(self, feature_maps, boxes, image_meta):
+        """ROIAlign over the boxes grown by LANDMARK_ROI_MARGIN: [B, N, 4] -> [B, N, p, p, D]."""
+        if self.config.LANDMARK_ROI_MARGIN:
+            boxes = ExpandBoxes(self.config.LANDMARK_ROI_MARGIN, name="mrcnn_landmark_expand_rois")(boxes)
         pool = self.config.LANDMARK_POOL_SIZE
-        return roi_align_layer(pool, "roi_align_landmarks")([boxes, image_meta, *feature_maps])  # [B, N, p, p, D]
+        return roi_align_layer(pool, "roi_align_landmarks")([boxes, image_meta, *feature_maps])
 
     def build_training(self, feature_maps, rois, image_meta, target_class_ids):
         pooled = self._pooled(feature_maps, rois, image_meta)
@@ -120,7 +125,8 @@ class LandmarkHead(RoiHead):
         # The layers run on the real detections only (class id > 0); padding rows get zeros.
         pooled = self._pooled(feature_maps, detection_boxes, image_meta)
         x = GatherPositiveRois(name="mrcnn_landmark_detections")([pooled, detection_class_ids])  # [R, p, p, D]
-        peaks = HeatmapPeaks(name="mrcnn_landmark_peaks", dtype=OUTPUT_DTYPE)(landmark_heatmaps(x, self.config))
+        peaks = HeatmapPeaks(self.config.LANDMARK_ROI_MARGIN, name="mrcnn_landmark_peaks",
+                             dtype=OUTPUT_DTYPE)(landmark_heatmaps(x, self.config))
         return ScatterPositiveRois(name="mrcnn_landmark_detections_scatter",
                                    dtype=OUTPUT_DTYPE)([peaks, detection_class_ids])  # [B, D, N, 3]
 

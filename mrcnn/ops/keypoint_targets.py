@@ -15,7 +15,11 @@ Conventions (on top of :mod:`mrcnn.ops.boxes`):
   position in that span, 0 at the left/top edge and 1 at the right/bottom edge.
 * Cell of a point: column ``min(floor(u_x M), M - 1)``, row likewise, index ``row * M + column``
   (the row-major flattening of an [M, M] heatmap). A point is inside its ROI when 0 <= u <= 1.
-* A predicted cell is read back at its centre: ``u = (cell + 0.5) / M``.
+* A predicted cell is read back at its centre: ``u = (cell + 0.5) / M`` (refined between the
+  neighbouring cells by :func:`heatmap_peaks_graph`).
+* Heatmap margin m (LANDMARK_ROI_MARGIN): the heatmaps cover the ROI grown by m times its height
+  and width on each side (:func:`expand_boxes_graph`); targets are cells of that grown ROI, and
+  peaks are read back in units of the ROI itself, ``u = u_grown (1 + 2m) - m`` (from -m to 1 + m).
 * Landmark slices: class c (1 .. C - 1) owns ``counts[c - 1]`` consecutive landmarks of the global
   table (DeepFashion2: 294 landmarks, trousers 168 .. 181 0-based); :func:`landmark_index_table`
   lists them per class, and heads work on a class's slice padded to the largest count (Kmax).
@@ -84,6 +88,23 @@ def roi_units_to_points(units, boxes) -> np.ndarray:
     return (np.asarray(units, np.float64) * extent[:, None, :] + start[:, None, :]).astype(np.float32)
 
 
+def expand_boxes_graph(boxes, margin: float):
+    """Boxes grown by ``margin`` times their height and width on each side (the landmark heatmaps' extent).
+
+    Args:
+      boxes: [..., (y1, x1, y2, x2)] float, any units (normalized ROIs here).
+      margin: m >= 0; 0 returns the boxes unchanged.
+    Returns:
+      [..., (y1 - m h, x1 - m w, y2 + m h, x2 + m w)] float32, h = y2 - y1, w = x2 - x1.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    if not margin:
+        return boxes
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+    dy, dx = margin * (y2 - y1), margin * (x2 - x1)
+    return tf.stack([y1 - dy, x1 - dx, y2 + dy, x2 + dx], axis=-1)
+
+
 def landmark_cells_graph(units, visibility, heatmap_size: int):
     """Heatmap cell of every point, -1 where the point is not labelled or outside its ROI.
 
@@ -101,26 +122,27 @@ def landmark_cells_graph(units, visibility, heatmap_size: int):
 
 
 def landmark_targets(positive_rois, matched_gt, gt: Mapping[str, tf.Tensor], *, field: str, index_table,
-                     image_hw, heatmap_size: int):
+                     image_hw, heatmap_size: int, margin: float = 0.0):
     """The landmark head's targets: per positive ROI, the cell of each landmark of its class's slice.
 
     A landmark is trained (cell >= 0) when it is labelled (visibility > 0, occluded ones too),
-    lies inside the ROI, and belongs to the matched ground truth's class slice.
+    lies inside the ROI grown by ``margin`` (the heatmaps' extent), and belongs to the matched
+    ground truth's class slice.
 
     Args:
       positive_rois: [P, (y1, x1, y2, x2)] float32, normalized to the molded image.
       matched_gt: [P] int, the ground-truth row of each ROI.
       gt: "class_ids" [I] int and ``field`` [I, N, (x, y, visibility)] float32 pixels of the molded image.
       index_table: [C, Kmax] int32 from :func:`landmark_index_table`.
-      image_hw: (H, W) of the molded image. heatmap_size: M.
+      image_hw: (H, W) of the molded image. heatmap_size: M. margin: LANDMARK_ROI_MARGIN.
     Returns:
-      [P, Kmax] int32 cell indices, -1 for landmarks not trained (and for the slice's padding).
+      [P, Kmax] int32 cells of the grown ROI, -1 for landmarks not trained (and the slice's padding).
     """
     points = tf.gather(tf.cast(gt[field], tf.float32), matched_gt)  # [P, N, 3]
     indices = tf.gather(tf.constant(index_table, tf.int32), tf.gather(tf.cast(gt["class_ids"], tf.int32),
                                                                       matched_gt))  # [P, Kmax]
     own = tf.gather(points, tf.maximum(indices, 0), batch_dims=1)  # [P, Kmax, 3]
-    units = points_to_roi_units_graph(own[..., :2], positive_rois, image_hw)
+    units = points_to_roi_units_graph(own[..., :2], expand_boxes_graph(positive_rois, margin), image_hw)
     cells = landmark_cells_graph(units, own[..., 2], heatmap_size)
     return tf.where(indices >= 0, cells, -1)
 
@@ -169,21 +191,39 @@ def flatten_heatmaps_graph(logits):
     return tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], shape[3], shape[1] * shape[2]])
 
 
-def heatmap_peaks_graph(logits):
-    """The most likely cell of every heatmap, in ROI units, and its softmax probability.
+def heatmap_peaks_graph(logits, margin: float = 0.0):
+    """Every heatmap's peak in ROI units, refined below a cell, and the peak cell's softmax probability.
+
+    The target of a landmark is the one cell that holds it (:func:`landmark_targets`), so the
+    softmax spreads over neighbouring cells as the point nears their border: the position is the
+    probability-weighted mean of the centres of the 3 x 3 cells around the most likely one (cells
+    outside the heatmap weigh 0). A clear peak stays at its cell's centre; one shared by two cells
+    moves towards their common border.
 
     Args:
-      logits: [R, M, M, N] float heatmap logits.
+      logits: [R, M, M, N] float heatmap logits over each ROI grown by ``margin`` (LANDMARK_ROI_MARGIN).
     Returns:
-      [R, N, (u_x, u_y, score)] float32: the peak cell's centre and its probability in (0, 1].
+      [R, N, (u_x, u_y, score)] float32: the refined peak in units of the ROI itself (in [-m, 1 + m])
+      and the peak cell's probability in (0, 1].
     """
     size = tf.shape(logits)[1]
-    flat = flatten_heatmaps_graph(logits)  # [R, N, M * M]
-    cells = tf.argmax(flat, axis=-1, output_type=tf.int32)  # [R, N]
-    score = tf.reduce_max(tf.nn.softmax(flat, axis=-1), axis=-1)
+    probabilities = tf.nn.softmax(flatten_heatmaps_graph(logits), axis=-1)  # [R, N, M * M]
+    cells = tf.argmax(probabilities, axis=-1, output_type=tf.int32)  # [R, N]
+    score = tf.reduce_max(probabilities, axis=-1)
+    peak_x, peak_y = cells % size, cells // size
+    weight_sum = x_sum = y_sum = tf.zeros_like(score)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            x, y = peak_x + dx, peak_y + dy
+            inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+            cell = tf.where(inside, y * size + x, cells)
+            weight = tf.where(inside, tf.gather(probabilities, cell, batch_dims=2), 0.0)
+            weight_sum += weight
+            x_sum += weight * tf.cast(x, tf.float32)
+            y_sum += weight * tf.cast(y, tf.float32)
     size_f = tf.cast(size, tf.float32)
-    u_x = (tf.cast(cells % size, tf.float32) + 0.5) / size_f
-    u_y = (tf.cast(cells // size, tf.float32) + 0.5) / size_f
+    u_x = (x_sum / weight_sum + 0.5) / size_f * (1.0 + 2.0 * margin) - margin
+    u_y = (y_sum / weight_sum + 0.5) / size_f * (1.0 + 2.0 * margin) - margin
     return tf.stack([u_x, u_y, score], axis=-1)
 
 
