@@ -21,7 +21,7 @@ Steps (each printed as it runs; everything lands in --out):
 
 Needs no network and no files but the repository's. With the defaults it takes
 about 10 minutes; what the model learns in that time depends on the CPU: on 2
-cores of a 2026 Intel Xeon, mask AP50 0.62-0.73 and landmark AP 0.15-0.29 over
+cores of a 2026 Intel Xeon, mask AP50 0.82-0.84 and landmark AP 0.42-0.43 over
 three seeds (docs/BENCHMARKS.md). --minutes 30 trains three times longer.
 
 \b
@@ -69,7 +69,7 @@ def demo(ctx, out_dir, minutes, train_images, val_images, config_path, seed, for
 
     remaining = minutes * 60 - (time.monotonic() - start)
     # Evaluation and prediction after training took 20-30 s on 2 cores (100 validation images).
-    train_seconds = max(30.0, remaining - 60.0)
+    train_seconds = max(30.0, remaining - 35.0)
     step(3, f"train {config} from random weights for {train_seconds / 60:.1f} minutes")
     logs = out / "logs"
     ctx.invoke(train, annotations=str(out / "train.json"), images=str(out / "train" / "image"),
