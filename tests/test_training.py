@@ -305,12 +305,12 @@ MIRRORED_SCRIPT = TWO_CPUS_PREAMBLE + textwrap.dedent("""
     batch = {k: tf.concat([v, v], axis=0) for k, v in element.items()}
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
-    for clip, learning_rate in ((0.0, 0.01), (0.1, 1.0)):
-        config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=2, GRADIENT_CLIP_NORM=clip)
+    for optimizer, clip, learning_rate in (("sgd", 0.0, 0.01), ("sgd", 0.1, 1.0), ("adam", 0.0, 0.001)):
+        config = t.small_config(IMAGES_PER_GPU=1, GPU_COUNT=2, GRADIENT_CLIP_NORM=clip, OPTIMIZER=optimizer)
         single = MaskRCNN("training", config, model_dir=logs)
         mirrored = MaskRCNN("training", config, model_dir=logs, strategy=strategy)
         mirrored.keras_model.set_weights(single.keras_model.get_weights())
-        updates, losses = [], []
+        updates, losses, states = [], [], []
         for m in (single, mirrored):
             before = [np.array(w) for w in m.keras_model.get_weights()]
             layer_groups.set_trainable(m.keras_model, "rpn_.*")
@@ -321,11 +321,16 @@ MIRRORED_SCRIPT = TWO_CPUS_PREAMBLE + textwrap.dedent("""
             after = m.keras_model.get_weights()
             updates.append([a - b for a, b in zip(after, before)])
             losses.append({k: history.history[k][0] for k in ("rpn_class_loss", "rpn_bbox_loss")})
+            states.append([np.array(v) for v in trainer.optimizer.variables])  # step, rate, moments
         diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*updates))
         size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in updates[0])
         step_norms = [float(np.sqrt(sum(np.sum(np.square(u, dtype=np.float64)) for u in us))) for us in updates]
-        results[str(clip)] = {"max_diff": diff, "max_update": size, "losses": losses, "step_norms": step_norms,
-                              "learning_rate": learning_rate, "replicas": mirrored.strategy.num_replicas_in_sync}
+        state_diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*states))
+        state_size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in states[0][2:])
+        results[f"{optimizer} clip {clip}"] = {
+            "max_diff": diff, "max_update": size, "losses": losses, "step_norms": step_norms, "clip": clip,
+            "state_diff": state_diff, "state_size": state_size,
+            "learning_rate": learning_rate, "replicas": mirrored.strategy.num_replicas_in_sync}
     print("RESULT " + json.dumps(results))
 """)
 
@@ -346,16 +351,22 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device(split, tmp_path):
     """The update on 2 replicas (one image each) equals the one-device update on both images:
     replica losses are divided by the replica count (no clipping: a missing division would
     double the update), and clipping sees the summed gradient (Keras alone would clip each
-    replica's half and their sum would be twice too long)."""
+    replica's half and their sum would be twice too long). The optimizer's moments agree too; for Adam they
+    are the check (its first step is about lr * sign(gradient) per weight, whatever the gradient's scale, and
+    flips with rounding where a gradient is ~0, so its weights are not compared)."""
     results = result_of(run_python(MIRRORED_SCRIPT, REPO, REPO / "tests", *split, tmp_path))
-    for clip, result in results.items():
+    assert len(results) == 3
+    for case, result in results.items():
+        clip = result["clip"]
         assert result["replicas"] == 2
-        assert result["max_update"] > 0, clip
-        assert result["max_diff"] <= 1e-3 * result["max_update"] + 1e-9, (clip, result)
+        assert result["max_update"] > 0 and result["state_size"] > 0, case
+        assert result["state_diff"] <= 1e-3 * result["state_size"] + 1e-12, (case, result)
+        if not case.startswith("adam"):
+            assert result["max_diff"] <= 1e-3 * result["max_update"] + 1e-9, (case, result)
         single, mirrored = result["losses"]
         for name in single:
-            assert mirrored[name] == pytest.approx(single[name], rel=1e-4), (clip, name)
-        if float(clip) > 0:  # clipping was active: both steps are exactly lr * clip long
+            assert mirrored[name] == pytest.approx(single[name], rel=1e-4), (case, name)
+        if clip > 0:  # clipping was active: both steps are exactly lr * clip long
             for norm in result["step_norms"]:
                 assert norm == pytest.approx(result["learning_rate"] * float(clip), rel=1e-3)
 
