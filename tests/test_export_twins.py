@@ -131,17 +131,22 @@ def sample_images(rng):
 
 
 def test_class_landmarks_graph_is_bit_equal():
-    """Each detection's category slice in image pixels, zero elsewhere; no detection gives an empty array."""
+    """Each detection's category slice in image pixels (kept in the image), zero elsewhere; no detection gives
+    an empty array."""
     table = landmark_index_table([3, 2, 4])  # 9 landmarks: class 1 owns 0-2, class 2 3-4, class 3 5-8
     rng = np.random.default_rng(0)
     for n in (0, 1, 6):
         peaks = rng.random((n, 9, 3)).astype(np.float32)
         class_ids = rng.integers(1, 4, n).astype(np.int32)
         boxes = np.sort(rng.integers(0, 500, (n, 4)), axis=1).astype(np.int32)  # y1 <= x1 <= y2 <= x2
-        expected = class_landmarks(peaks, class_ids, boxes, table)
-        got = class_landmarks_graph(tf.constant(peaks), tf.constant(class_ids), tf.constant(boxes), table).numpy()
+        peaks[..., :2] = peaks[..., :2] * 1.4 - 0.2  # units in [-0.2, 1.2]: some points leave the image
+        expected = class_landmarks(peaks, class_ids, boxes, table, (480, 450))
+        got = class_landmarks_graph(tf.constant(peaks), tf.constant(class_ids), tf.constant(boxes), table,
+                                    tf.constant([480, 450])).numpy()
         assert got.shape == (n, 9, 3) and got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+        if n:
+            assert got[..., 0].max() <= 450 and got[..., 1].max() <= 480 and got[..., :2].min() >= 0
 
 
 def test_decode_equals_read_image_rgb(tmp_path):

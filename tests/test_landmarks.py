@@ -164,7 +164,7 @@ def test_a_clear_peak_is_its_cell_centre_with_its_probability_and_only_the_class
     peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()
     np.testing.assert_allclose(peaks[0, 2, :2], [3.5 / 4, 1.5 / 4], rtol=1e-6)
     assert peaks[0, 2, 2] == pytest.approx(1.0 / (1.0 + 15 * math.exp(-30)), rel=1e-6)
-    landmarks = class_landmarks(peaks, [2], [[10, 20, 50, 60]], landmark_index_table(COUNTS))
+    landmarks = class_landmarks(peaks, [2], [[10, 20, 50, 60]], landmark_index_table(COUNTS), (100, 100))
     np.testing.assert_allclose(landmarks[0, 2, :2], [20 + 40 * 3.5 / 4, 10 + 40 * 1.5 / 4], rtol=1e-6)
     np.testing.assert_allclose(landmarks[0, 3, :2], [20 + 40 * 0.5 / 4, 10 + 40 * 2.5 / 4], rtol=1e-6)
     assert not landmarks[0, [0, 1, 6]].any()  # other classes' landmarks are zero
@@ -185,6 +185,16 @@ def test_a_peak_shared_with_a_neighbour_moves_to_the_probability_weighted_mean_o
     np.testing.assert_allclose(peaks[0, 1, :2], [4.5 / 5, (odds * 4.5 + 3.5) / (odds + 1) / 5], rtol=1e-5)
     total = 2 + 1 + math.exp(-0.5)
     assert peaks[0, 0, 2] == pytest.approx(2 / total, rel=1e-4)
+
+
+def test_landmarks_beyond_the_image_are_kept_on_its_border():
+    """With a margin a peak can lie outside a box that touches the image's edge: the point stays in the image."""
+    peaks = np.array([[[-0.1, 0.5, 0.9], [1.1, 1.1, 0.8], [0.5, 0.5, 0.7]]], np.float32)  # class 1 owns 0-1
+    landmarks = class_landmarks(peaks, [1], [[0, 60, 40, 100]], landmark_index_table((2, 1)), (40, 100))
+    np.testing.assert_allclose(landmarks[0, 0], [0 + 60 - 4, 20, 0.9], rtol=1e-6)  # inside: x 56 is kept
+    np.testing.assert_allclose(landmarks[0, 1], [100, 40, 0.8], rtol=1e-6)  # x 104, y 44 -> the border
+    edge = class_landmarks(peaks, [1], [[0, 0, 40, 100]], landmark_index_table((2, 1)), (40, 100))
+    np.testing.assert_allclose(edge[0, 0, :2], [0, 20], atol=1e-6)  # x -10 -> 0
 
 
 def test_synthetic_landmarks_are_the_same_parts_of_every_garment_of_a_category():

@@ -115,7 +115,7 @@ def detect_one(network, settings: GraphSettings, image, names: tuple[str, ...], 
     if landmarks is not None:
         output_name, index_table = landmarks
         peaks = tf.gather(outputs[names.index(output_name)][0], rows)  # [n, K, (u_x, u_y, score)]
-        found["landmarks"] = class_landmarks_graph(peaks, class_ids, boxes, index_table)
+        found["landmarks"] = class_landmarks_graph(peaks, class_ids, boxes, index_table, image_hw)
     return found
 
 

@@ -132,4 +132,4 @@ class LandmarkHead(RoiHead):
 
     def unmold(self, predictions, class_ids, boxes, image_shape):
         """[n, NUM_LANDMARKS, (x, y, score)] float32 pixels of the original image (class slice only)."""
-        return class_landmarks(predictions, class_ids, boxes, self.index_table)
+        return class_landmarks(predictions, class_ids, boxes, self.index_table, image_shape[:2])

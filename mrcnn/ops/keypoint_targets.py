@@ -227,13 +227,15 @@ def heatmap_peaks_graph(logits, margin: float = 0.0):
     return tf.stack([u_x, u_y, score], axis=-1)
 
 
-def class_landmarks(peaks, class_ids, boxes, index_table) -> np.ndarray:
+def class_landmarks(peaks, class_ids, boxes, index_table, image_hw) -> np.ndarray:
     """``detect``'s landmarks: each detection's class slice in image pixels, the other landmarks zero (NumPy).
 
     Args:
       peaks: [n, N, (u_x, u_y, score)] from :func:`heatmap_peaks_graph`.
       class_ids: [n] int. boxes: [n, (y1, x1, y2, x2)] pixels, (y2, x2) exclusive.
       index_table: [C, Kmax] from :func:`landmark_index_table`.
+      image_hw: (H, W) of the image: points are kept in it, x in [0, W] and y in [0, H] (with a
+        margin a peak can lie beyond a box that touches the image's border).
     Returns:
       [n, N, (x, y, score)] float32.
     """
@@ -241,7 +243,8 @@ def class_landmarks(peaks, class_ids, boxes, index_table) -> np.ndarray:
     result = np.zeros_like(peaks)
     if not len(peaks):
         return result
-    points = roi_units_to_points(peaks[..., :2], boxes)
+    points = np.clip(roi_units_to_points(peaks[..., :2], boxes), 0,
+                     np.array([image_hw[1], image_hw[0]], np.float32))
     for row, class_id in enumerate(np.asarray(class_ids, int)):
         own = index_table[class_id][index_table[class_id] >= 0]
         result[row, own, :2] = points[row, own]
@@ -249,12 +252,13 @@ def class_landmarks(peaks, class_ids, boxes, index_table) -> np.ndarray:
     return result
 
 
-def class_landmarks_graph(peaks, class_ids, boxes, index_table):
+def class_landmarks_graph(peaks, class_ids, boxes, index_table, image_hw):
     """:func:`class_landmarks` in TensorFlow (exported models); equal to it (``tests/test_export_twins.py``).
 
     Args:
       peaks: [n, N, (u_x, u_y, score)] float32. class_ids: [n] int32. boxes: [n, (y1, x1, y2, x2)] int32
       pixels, (y2, x2) exclusive. index_table: [C, Kmax] from :func:`landmark_index_table`.
+      image_hw: [2] int (H, W) of the image; points are kept in it.
     Returns:
       [n, N, (x, y, score)] float32 pixels of the image; zero outside each detection's class slice.
     """
@@ -262,6 +266,7 @@ def class_landmarks_graph(peaks, class_ids, boxes, index_table):
     start = tf.stack([boxes[:, 1], boxes[:, 0]], axis=-1)[:, None, :]  # [n, 1, (x1, y1)]
     extent = tf.stack([boxes[:, 3], boxes[:, 2]], axis=-1)[:, None, :] - start
     points = tf.cast(tf.cast(peaks[..., :2], tf.float64) * extent + start, tf.float32)  # [n, N, 2]
+    points = tf.clip_by_value(points, 0.0, tf.cast(tf.stack([image_hw[1], image_hw[0]]), tf.float32))
     own = tf.gather(tf.constant(index_table, tf.int32), class_ids)  # [n, Kmax], -1 padding
     in_slice = tf.reduce_max(tf.one_hot(own, tf.shape(peaks)[1]), axis=1) > 0  # [n, N]; -1 is no one-hot
     values = tf.concat([points, peaks[..., 2:3]], axis=-1)
