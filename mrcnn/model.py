@@ -337,8 +337,8 @@ class MaskRCNN:
         return trainable
 
     def compile(self, learning_rate, momentum) -> TrainingModel:
-        """The training model wrapped with its loss table and compiled with the config's OPTIMIZER (``self.training_model``;
-        ``momentum`` is SGD's).
+        """The training model wrapped with its loss table and compiled with the config's OPTIMIZER
+        (``self.training_model``; ``momentum`` is SGD's).
 
         matterport compiled its Keras model in place; here the losses live in a ``train_step``, so the
         compiled object is a ``mrcnn.train.step.TrainingModel`` around ``keras_model`` (``fit`` it with

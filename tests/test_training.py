@@ -321,12 +321,13 @@ MIRRORED_SCRIPT = TWO_CPUS_PREAMBLE + textwrap.dedent("""
             after = m.keras_model.get_weights()
             updates.append([a - b for a, b in zip(after, before)])
             losses.append({k: history.history[k][0] for k in ("rpn_class_loss", "rpn_bbox_loss")})
-            states.append([np.array(v) for v in trainer.optimizer.variables])  # step, rate, moments
+            states.append([np.array(v) for v in trainer.optimizer.variables  # the momentum (and velocity) buffers
+                           if v.name not in ("iteration", "learning_rate")])
         diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*updates))
         size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in updates[0])
         step_norms = [float(np.sqrt(sum(np.sum(np.square(u, dtype=np.float64)) for u in us))) for us in updates]
         state_diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(*states))
-        state_size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in states[0][2:])
+        state_size = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in states[0])
         results[f"{optimizer} clip {clip}"] = {
             "max_diff": diff, "max_update": size, "losses": losses, "step_norms": step_norms, "clip": clip,
             "state_diff": state_diff, "state_size": state_size,
