@@ -178,6 +178,8 @@ def test_damaged_hdf5_metadata_is_one_line_everywhere(small_model_files, tmp_pat
     ("DETECTION_MIN_CONFIDENCE = nan", "DETECTION_MIN_CONFIDENCE must be a finite number"),
     ("LEARNING_RATE = inf", "LEARNING_RATE must be a finite number"),
     ('OPTIMIZER = "rmsprop"', "OPTIMIZER must be one of sgd, adam"),
+    ("LANDMARK_ROI_MARGIN = 1.5", "LANDMARK_ROI_MARGIN must be a finite number in [0, 1)"),
+    ("LANDMARK_ROI_MARGIN = -0.1", "LANDMARK_ROI_MARGIN must be a finite number in [0, 1)"),
 ])
 def test_bad_config_values_are_refused_before_any_model(tmp_path, setting, fragment):
     path = tmp_path / "bad.toml"
