@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from mrcnn.ops.box_frames import denorm_boxes
 from mrcnn.layers.landmarks import ClassSliceUpConvolution
-from mrcnn.ops.keypoint_targets import (class_landmarks, class_slice_up_convolution_graph, expand_boxes_graph,
-                                        heatmap_peaks_graph, landmark_index_table, landmark_targets,
-                                        points_to_roi_units_graph, roi_units_to_points)
+from mrcnn.ops.keypoint_targets import (bilinear_cells_graph, class_landmarks, class_slice_up_convolution_graph,
+                                        expand_boxes_graph, heatmap_peaks_graph, landmark_index_table,
+                                        landmark_targets, points_to_roi_units_graph, roi_units_to_points)
 from mrcnn.ops.losses import landmark_loss
 
 # Three classes with 2, 4 and 1 landmarks: class 1 owns landmarks 0-1, class 2 owns 2-5, class 3 owns 6.
@@ -29,13 +29,13 @@ def hand_case():
     points = np.zeros((2, 7, 3), np.float32)
     # Instance 0, class 2 (landmarks 2-5); its landmark 0 is labelled but belongs to class 1's slice.
     points[0, 0] = (30, 30, 2)
-    points[0, 2] = (25, 15, 2)  # visible, u = (0.125, 0.125): cell (row 0, column 0) = 0
-    points[0, 3] = (55, 45, 1)  # occluded (v = 1) still trained: u = (0.875, 0.875): cell 3 * 4 + 3 = 15
-    points[0, 4] = (60, 10, 2)  # on the right edge, u = (1, 0): last column, cell 3
+    points[0, 2] = (25, 15, 2)  # visible, u = (0.125, 0.125): grid (0.5, 0.5) on a 4 x 4 heatmap
+    points[0, 3] = (55, 45, 1)  # occluded (v = 1) still trained: u = (0.875, 0.875): grid (3.5, 3.5)
+    points[0, 4] = (60, 10, 2)  # on the right edge, u = (1, 0): grid (4, 0)
     points[0, 5] = (30, 30, 0)  # not labelled
     # Instance 1, class 1 (landmarks 0-1).
     points[1, 0] = (70, 20, 2)  # outside the ROI
-    points[1, 1] = (35, 25, 2)  # u = (0.375, 0.375): cell 1 * 4 + 1 = 5
+    points[1, 1] = (35, 25, 2)  # u = (0.375, 0.375): grid (1.5, 1.5)
     gt = {"class_ids": tf.constant([2, 1]), "points": tf.constant(points)}
     roi = [0.10, 0.20, 0.49, 0.59]
     return gt, tf.constant([roi, roi], tf.float32)
@@ -43,19 +43,23 @@ def hand_case():
 
 def test_targets_keep_labelled_points_inside_the_roi_of_the_matched_class_slice():
     gt, rois = hand_case()
-    cells = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points",
-                             index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
-    np.testing.assert_array_equal(cells.numpy(), [[0, 15, 3, -1], [-1, 5, -1, -1]])
+    grid = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points",
+                            index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
+    np.testing.assert_allclose(grid.numpy(), [[[0.5, 0.5], [3.5, 3.5], [4, 0], [-1, -1]],
+                                              [[-1, -1], [1.5, 1.5], [-1, -1], [-1, -1]]], atol=1e-5)
 
 
 def test_with_a_margin_the_targets_are_cells_of_the_grown_roi_and_points_just_outside_are_trained():
     gt, rois = hand_case()
     # Margin 0.5: the ROI (pixels x 20..60, y 10..50) grows to x 0.5 .. 79.5, y -9.5 .. 69.5 (79 px, cells of 19.75).
     np.testing.assert_allclose(expand_boxes_graph(rois, 0.5).numpy()[0], [-0.095, 0.005, 0.685, 0.785], atol=1e-6)
-    cells = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points", margin=0.5,
-                             index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
-    # (25, 15) -> column 1, row 1; (55, 45) -> 2, 2; (60, 10) -> 3, 0; (70, 20), outside the ROI itself -> 3, 1.
-    np.testing.assert_array_equal(cells.numpy(), [[5, 10, 3, -1], [7, 5, -1, -1]])
+    grid = landmark_targets(rois, tf.constant([0, 1], tf.int64), gt, field="points", margin=0.5,
+                            index_table=landmark_index_table(COUNTS), image_hw=(101, 101), heatmap_size=4)
+    # g = (point - grown start) / 79 * 4; (70, 20) lies outside the ROI itself but inside the grown one.
+    def g(x, y):
+        return [(x - 0.5) / 79 * 4, (y + 9.5) / 79 * 4]
+    np.testing.assert_allclose(grid.numpy(), [[g(25, 15), g(55, 45), g(60, 10), [-1, -1]],
+                                              [g(70, 20), g(35, 25), [-1, -1], [-1, -1]]], atol=1e-4)
     np.testing.assert_array_equal(expand_boxes_graph(rois, 0.0).numpy(), rois.numpy())
 
 
@@ -90,19 +94,57 @@ def test_roi_units_and_image_points_are_inverse_rules():
     np.testing.assert_allclose(units.numpy(), [[[0, 0], [1, 1]]], atol=1e-6)
 
 
+def test_bilinear_target_cells_surround_the_point_and_their_mean_centre_is_the_point():
+    grid = tf.constant([[1.5, 0.5], [1.0, 0.5], [2.25, 1.75], [0.2, 3.9]], tf.float32)  # 4 x 4 heatmap
+    cells, weights = bilinear_cells_graph(grid, 4)
+    cells, weights = cells.numpy(), weights.numpy()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(cells[0][weights[0] > 0], [1])  # a cell's centre: that cell alone
+    np.testing.assert_array_equal(cells[1], [0, 1, 4, 5])  # between columns 0 and 1 of row 0 (row 1 weighs 0)
+    np.testing.assert_allclose(weights[1], [0.5, 0.5, 0, 0], atol=1e-6)
+    # (2.25, 1.75): columns 1, 2 (weights 0.25, 0.75), rows 1, 2 (0.75, 0.25).
+    np.testing.assert_array_equal(cells[2], [5, 6, 9, 10])
+    np.testing.assert_allclose(weights[2], [0.1875, 0.5625, 0.0625, 0.1875], atol=1e-6)
+    # Within half a cell of the edge the edge cell takes it all: (0.2, 3.9) -> column 0, row 3.
+    np.testing.assert_allclose(np.bincount(cells[3], weights[3], minlength=16)[12], 1.0, rtol=1e-6)
+    centres = np.stack([cells % 4 + 0.5, cells // 4 + 0.5], axis=-1)  # [n, 4, (x, y)]
+    np.testing.assert_allclose((weights[..., None] * centres).sum(axis=1)[:3], grid.numpy()[:3], atol=1e-5)
+
+
+def test_a_heatmap_equal_to_its_target_reads_back_the_point():
+    """The target rule and the peak reading are one rule: softmax = bilinear target -> the exact point."""
+    size = 8
+    rng = np.random.default_rng(1)
+    grid = rng.uniform(0.5, size - 0.5, size=(5, 2)).astype(np.float32)
+    cells, weights = bilinear_cells_graph(tf.constant(grid), size)
+    probabilities = np.full((5, size * size), 1e-12, np.float32)
+    for row in range(5):
+        np.add.at(probabilities[row], cells.numpy()[row], weights.numpy()[row])
+    logits = np.log(probabilities).reshape(5, size, size).transpose(1, 2, 0)[None]  # [1, M, M, 5 landmarks]
+    peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()[0]
+    np.testing.assert_allclose(peaks[:, :2] * size, grid, atol=1e-4)
+
+
 def test_loss_is_the_mean_cross_entropy_of_trained_landmarks_of_positive_rois():
-    logits = np.zeros((1, 3, 2, 4), np.float32)
+    logits = np.zeros((1, 3, 2, 4), np.float32)  # 2 x 2 heatmaps
     logits[0, 0, 0] = [2, 0, 0, 0]
-    targets = np.array([[[0, -1], [3, 1], [2, 2]]])  # ROI 2 is a negative: not read
+    # Grid positions: cell centres (cell 0 at (0.5, 0.5), 3 at (1.5, 1.5), 1 at (1.5, 0.5)), then one point
+    # half-way between cells 0 and 1; ROI 2 is a negative: not read.
+    targets = np.array([[[[0.5, 0.5], [-1, -1]], [[1.5, 1.5], [1.5, 0.5]], [[1.0, 1.0], [1.0, 1.0]]]], np.float32)
     class_ids = np.array([[1, 1, 0]])
     expected = (-math.log(math.exp(2) / (math.exp(2) + 3)) + 2 * math.log(4)) / 3
+    assert float(landmark_loss(targets, class_ids, logits)) == pytest.approx(expected, rel=1e-6)
+    targets[0, 0, 1] = (1.0, 0.5)  # trained now, half on cell 0 (p = e^2 / (e^2 + 3)), half on cell 1
+    logits[0, 0, 1] = [2, 0, 0, 0]
+    soft = -0.5 * (math.log(math.exp(2) / (math.exp(2) + 3)) + math.log(1 / (math.exp(2) + 3)))
+    expected = (-math.log(math.exp(2) / (math.exp(2) + 3)) + soft + 2 * math.log(4)) / 4
     assert float(landmark_loss(targets, class_ids, logits)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_loss_without_trained_landmarks_is_zero_with_finite_gradients():
     logits = tf.Variable(tf.random.normal((1, 2, 2, 4)))
     with tf.GradientTape() as tape:
-        loss = landmark_loss(tf.constant([[[-1, -1], [0, 1]]]), tf.constant([[3, 0]]), logits)
+        loss = landmark_loss(tf.constant([[[[-1.0, -1.0]], [[0.5, 0.5]]]]), tf.constant([[3, 0]]), logits[..., :1, :])
     gradient = tape.gradient(loss, logits)
     assert float(loss) == 0.0
     assert gradient is not None and np.all(np.isfinite(gradient.numpy())) and not np.any(gradient.numpy())

@@ -10,8 +10,8 @@ DeepFashion2's largest slice is 39 of the 294 channels); inference runs them on 
 the few detections. Both are the layer "mrcnn_landmark_heatmaps" with the same weights.
 
     training    output "mrcnn_landmarks" [B, T, Kmax, M * M] logits of each positive ROI's class slice
-                (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax]
-                int32 cells (-1 = not trained); loss "mrcnn_landmark_loss" (ops.losses.landmark_loss)
+                (the layers run on the positive ROIs only); target "target_landmarks" [B, T, Kmax, 2]
+                float32 heatmap grid positions (-1 = not trained); loss "mrcnn_landmark_loss" (ops.losses.landmark_loss)
     inference   output "mrcnn_landmarks" [B, D, N, (u_x, u_y, score)], every heatmap's peak in units of the
                 detection box (from -margin to 1 + margin)
                 (the layers run on the real detections only; padding rows are zeros)
@@ -96,7 +96,7 @@ class LandmarkHead(RoiHead):
                                               flippable=False),)
 
     def target_spec(self) -> tf.TensorSpec:
-        return tf.TensorSpec([self.index_table.shape[1]], tf.int32)
+        return tf.TensorSpec([self.index_table.shape[1], 2], tf.float32)
 
     def roi_targets(self, positive_rois, matched_gt, gt):
         c = self.config

@@ -1,8 +1,12 @@
 """Landmark (keypoint) heatmaps: targets per ROI, peaks of predicted heatmaps, and ROI <-> image points.
 
-Mask R-CNN's keypoint design: each landmark of a positive ROI is one cell of an M x M grid laid
-over the ROI (M = LANDMARK_HEATMAP_SIZE); the head predicts, per landmark, M * M logits and is
-trained with a softmax cross-entropy over them (:func:`mrcnn.ops.losses.landmark_loss`).
+Mask R-CNN's keypoint design with sub-cell targets: an M x M grid is laid over each positive ROI
+(M = LANDMARK_HEATMAP_SIZE); the head predicts, per landmark, M * M logits and is trained with a
+softmax cross-entropy against a target spread over the 2 x 2 cells whose centres surround the point,
+with bilinear weights (:func:`bilinear_cells_graph`, :func:`mrcnn.ops.losses.landmark_loss`). Mask
+R-CNN's one-hot target cell rounds every point to its cell's centre (up to half a cell of error
+before any learning); the bilinear target's mean cell centre is the point itself, and
+:func:`heatmap_peaks_graph` reads a heatmap back the same way.
 
 Conventions (on top of :mod:`mrcnn.ops.boxes`):
 
@@ -13,10 +17,11 @@ Conventions (on top of :mod:`mrcnn.ops.boxes`):
   spans x in [x1 (W - 1), x2 (W - 1) + 1] (the pixel box x1 .. x2 exclusive of
   :func:`mrcnn.ops.box_frames.denorm_boxes`, without rounding). A point's *ROI units* ``u`` are its
   position in that span, 0 at the left/top edge and 1 at the right/bottom edge.
-* Cell of a point: column ``min(floor(u_x M), M - 1)``, row likewise, index ``row * M + column``
-  (the row-major flattening of an [M, M] heatmap). A point is inside its ROI when 0 <= u <= 1.
-* A predicted cell is read back at its centre: ``u = (cell + 0.5) / M`` (refined between the
-  neighbouring cells by :func:`heatmap_peaks_graph`).
+* Grid point of a point: ``g = u M`` (cells: column c spans [c, c + 1), its centre is c + 0.5); a
+  cell's index is ``row * M + column`` (the row-major flattening of an [M, M] heatmap). A point is
+  inside its ROI when 0 <= u <= 1.
+* A heatmap is read back as the probability-weighted mean of cell centres, ``u = (mean centre) / M``
+  (:func:`heatmap_peaks_graph`).
 * Heatmap margin m (LANDMARK_ROI_MARGIN): the heatmaps cover the ROI grown by m times its height
   and width on each side (:func:`expand_boxes_graph`); targets are cells of that grown ROI, and
   peaks are read back in units of the ROI itself, ``u = u_grown (1 + 2m) - m`` (from -m to 1 + m).
@@ -105,27 +110,53 @@ def expand_boxes_graph(boxes, margin: float):
     return tf.stack([y1 - dy, x1 - dx, y2 + dy, x2 + dx], axis=-1)
 
 
-def landmark_cells_graph(units, visibility, heatmap_size: int):
-    """Heatmap cell of every point, -1 where the point is not labelled or outside its ROI.
+def landmark_grid_points_graph(units, visibility, heatmap_size: int):
+    """Heatmap grid position of every point, -1 where the point is not labelled or outside its ROI.
 
     Args:
       units: [P, K, (u_x, u_y)] float32 ROI units. visibility: [P, K] (> 0 = labelled).
       heatmap_size: M.
     Returns:
-      [P, K] int32 cell indices row * M + column in [0, M * M), or -1.
+      [P, K, (g_x, g_y)] float32 ``g = u M`` in [0, M] (cell column / row c spans [c, c + 1)), or
+      (-1, -1).
+    """
+    inside = tf.reduce_all((units >= 0.0) & (units <= 1.0), axis=-1) & (tf.cast(visibility, tf.float32) > 0)
+    return tf.where(inside[..., None], units * float(heatmap_size), -1.0)
+
+
+def bilinear_cells_graph(grid_points, heatmap_size: int):
+    """The 2 x 2 cells whose centres surround each point, and their bilinear weights (the heatmap target).
+
+    Cell centres sit at c + 0.5; a point between the centres of columns c and c + 1 gives them weights
+    (c + 1.5 - g_x) and (g_x - c - 0.5), rows likewise, so the weighted mean of the four centres is the
+    point. Within half a cell of the heatmap's edge both columns (rows) are the edge cell: its weight
+    is 1 there.
+
+    Args:
+      grid_points: [n, (g_x, g_y)] float32 in [0, M] (:func:`landmark_grid_points_graph`).
+      heatmap_size: M (an int, or a scalar int32 tensor).
+    Returns:
+      cells [n, 4] int32 indices row * M + column in [0, M * M); weights [n, 4] float32 summing to 1.
     """
     size = heatmap_size
-    inside = tf.reduce_all((units >= 0.0) & (units <= 1.0), axis=-1)
-    grid = tf.minimum(tf.cast(tf.floor(units * size), tf.int32), size - 1)  # [P, K, (column, row)]
-    cells = grid[..., 1] * size + grid[..., 0]
-    return tf.where(inside & (tf.cast(visibility, tf.float32) > 0), cells, -1)
+    centred = tf.cast(grid_points, tf.float32) - 0.5  # [n, 2], cell c's centre at c
+    low = tf.floor(centred)
+    fraction = centred - low
+    low = tf.cast(low, tf.int32)
+    columns = tf.clip_by_value(tf.stack([low[:, 0], low[:, 0] + 1], axis=1), 0, size - 1)  # [n, 2]
+    rows = tf.clip_by_value(tf.stack([low[:, 1], low[:, 1] + 1], axis=1), 0, size - 1)
+    x_weights = tf.stack([1.0 - fraction[:, 0], fraction[:, 0]], axis=1)
+    y_weights = tf.stack([1.0 - fraction[:, 1], fraction[:, 1]], axis=1)
+    cells = tf.reshape(rows[:, :, None] * size + columns[:, None, :], [-1, 4])  # (top, bottom) x (left, right)
+    weights = tf.reshape(y_weights[:, :, None] * x_weights[:, None, :], [-1, 4])
+    return cells, weights
 
 
 def landmark_targets(positive_rois, matched_gt, gt: Mapping[str, tf.Tensor], *, field: str, index_table,
                      image_hw, heatmap_size: int, margin: float = 0.0):
-    """The landmark head's targets: per positive ROI, the cell of each landmark of its class's slice.
+    """The landmark head's targets: per positive ROI, the grid position of each landmark of its class's slice.
 
-    A landmark is trained (cell >= 0) when it is labelled (visibility > 0, occluded ones too),
+    A landmark is trained (position >= 0) when it is labelled (visibility > 0, occluded ones too),
     lies inside the ROI grown by ``margin`` (the heatmaps' extent), and belongs to the matched
     ground truth's class slice.
 
@@ -136,15 +167,16 @@ def landmark_targets(positive_rois, matched_gt, gt: Mapping[str, tf.Tensor], *, 
       index_table: [C, Kmax] int32 from :func:`landmark_index_table`.
       image_hw: (H, W) of the molded image. heatmap_size: M. margin: LANDMARK_ROI_MARGIN.
     Returns:
-      [P, Kmax] int32 cells of the grown ROI, -1 for landmarks not trained (and the slice's padding).
+      [P, Kmax, (g_x, g_y)] float32 grid positions in the grown ROI's heatmap (``g = u M``), (-1, -1) for
+      landmarks not trained (and the slice's padding).
     """
     points = tf.gather(tf.cast(gt[field], tf.float32), matched_gt)  # [P, N, 3]
     indices = tf.gather(tf.constant(index_table, tf.int32), tf.gather(tf.cast(gt["class_ids"], tf.int32),
                                                                       matched_gt))  # [P, Kmax]
     own = tf.gather(points, tf.maximum(indices, 0), batch_dims=1)  # [P, Kmax, 3]
     units = points_to_roi_units_graph(own[..., :2], expand_boxes_graph(positive_rois, margin), image_hw)
-    cells = landmark_cells_graph(units, own[..., 2], heatmap_size)
-    return tf.where(indices >= 0, cells, -1)
+    grid_points = landmark_grid_points_graph(units, own[..., 2], heatmap_size)
+    return tf.where((indices >= 0)[..., None], grid_points, -1.0)
 
 
 def class_slice_up_convolution_graph(features, class_ids, kernel, bias, counts: Sequence[int], strides: int = 2):
@@ -194,11 +226,10 @@ def flatten_heatmaps_graph(logits):
 def heatmap_peaks_graph(logits, margin: float = 0.0):
     """Every heatmap's peak in ROI units, refined below a cell, and the peak cell's softmax probability.
 
-    The target of a landmark is the one cell that holds it (:func:`landmark_targets`), so the
-    softmax spreads over neighbouring cells as the point nears their border: the position is the
-    probability-weighted mean of the centres of the 3 x 3 cells around the most likely one (cells
-    outside the heatmap weigh 0). A clear peak stays at its cell's centre; one shared by two cells
-    moves towards their common border.
+    A landmark's target spreads over the 2 x 2 cells whose centres surround it (:func:`bilinear_cells_graph`),
+    so the position is the probability-weighted mean of the centres of the 3 x 3 cells around the most
+    likely one (cells outside the heatmap weigh 0): a heatmap equal to its target gives the point back
+    exactly.
 
     Args:
       logits: [R, M, M, N] float heatmap logits over each ROI grown by ``margin`` (LANDMARK_ROI_MARGIN).

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from mrcnn.ops.keypoint_targets import bilinear_cells_graph
+
 # Keras 2's backend epsilon: binary cross-entropy clips probabilities to [eps, 1 - eps].
 _EPSILON = 1e-7
 # Weight-name parts skipped by the weight decay (BatchNorm scale and offset), as in matterport.
@@ -197,23 +199,30 @@ def weight_decay_loss(weights, weight_decay):
     return tf.add_n(terms) if terms else tf.constant(0.0)
 
 
-def landmark_loss(target_cells, target_class_ids, pred_logits):
-    """Landmark-head loss: softmax cross-entropy over each trained landmark's M * M heatmap cells.
+def landmark_loss(target_points, target_class_ids, pred_logits):
+    """Landmark-head loss: cross-entropy of each trained landmark's M * M softmax against its bilinear target.
+
+    The target of a point puts bilinear weights on the 2 x 2 cells whose centres surround it
+    (:func:`mrcnn.ops.keypoint_targets.bilinear_cells_graph`); the loss of one landmark is
+    ``-sum_cells weight * log softmax(logits)[cell]`` (its minimum, the target's entropy, is at most log 4).
 
     Args:
-      target_cells: [B, R, Kmax] int, the cell of each landmark of the ROI's class slice, -1 where
-        the landmark is not trained (see :func:`mrcnn.ops.keypoint_targets.landmark_targets`).
+      target_points: [B, R, Kmax, (g_x, g_y)] float grid positions of each landmark of the ROI's class
+        slice, -1 where the landmark is not trained (:func:`mrcnn.ops.keypoint_targets.landmark_targets`).
       target_class_ids: [B, R] int, > 0 for positive ROIs (only those are read).
       pred_logits: [B, R, Kmax, M * M] float logits of the same slices.
     Returns:
       float32 scalar, the mean over the trained landmarks of all positive ROIs; 0.0 if there are none.
     """
-    target_cells = tf.cast(target_cells, tf.int32)
+    cells_per_map = tf.shape(pred_logits)[-1]
+    size = tf.cast(tf.round(tf.sqrt(tf.cast(cells_per_map, tf.float32))), tf.int32)
+    target_points = tf.cast(target_points, tf.float32)
     positive = tf.cast(target_class_ids, tf.int32) > 0  # [B, R]
-    trained = tf.logical_and(target_cells >= 0, positive[..., None])  # [B, R, Kmax]
+    trained = tf.logical_and(target_points[..., 0] >= 0, positive[..., None])  # [B, R, Kmax]
     rows = tf.where(tf.reshape(trained, [-1]))[:, 0]
-    cells = tf.reshape(target_cells, [-1])  # [B * R * Kmax]
-    logits = tf.reshape(tf.cast(pred_logits, tf.float32), [-1, tf.shape(pred_logits)[-1]])  # [B * R * Kmax, MM]
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(cells, rows),
-                                                            logits=tf.gather(logits, rows))
+    points = tf.gather(tf.reshape(target_points, [-1, 2]), rows)  # [n, 2]
+    logits = tf.gather(tf.reshape(tf.cast(pred_logits, tf.float32), [-1, cells_per_map]), rows)  # [n, MM]
+    cells, weights = bilinear_cells_graph(points, size)
+    log_probabilities = tf.gather(tf.nn.log_softmax(logits, axis=-1), cells, batch_dims=1)  # [n, 4]
+    losses = -tf.reduce_sum(weights * log_probabilities, axis=-1)
     return _mean_or_zero(losses)
