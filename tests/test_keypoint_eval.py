@@ -12,7 +12,7 @@ from pycocotools.cocoeval import COCOeval
 from mrcnn.eval.coco_eval import evaluate
 from mrcnn.eval.keypoint_eval import (DEEPFASHION2_OKS_SIGMAS, KEYPOINT_STAT_NAMES, category_slices,
                                       object_keypoint_similarity)
-from mrcnn.eval.results import ground_truth_from_dict, quiet
+from mrcnn.eval.results import EvaluationError, ground_truth_from_dict, landmark_instance_scores, quiet
 
 COUNTS = [25, 33, 31, 39, 15, 15, 10, 14, 8, 29, 37, 19, 19]  # DeepFashion2's slices
 SLICES = category_slices(COUNTS)
@@ -115,3 +115,43 @@ def test_the_slice_decides_the_oks_of_a_ground_truth_without_labels():
     own = object_keypoint_similarity(dt[:, SLICES[8]], gt[:, SLICES[8]], [400.0], box,
                                      DEEPFASHION2_OKS_SIGMAS[SLICES[8]])
     assert own[0, 0] == pytest.approx(1.0) and whole[0, 0] < 0.1
+
+
+def test_landmark_score_is_the_detection_score_times_the_mean_of_its_slice():
+    landmarks = np.zeros((3, 6, 3), np.float32)
+    landmarks[0, 2:5, 2] = (0.2, 0.4, 0.9)  # the class slice: three landmarks
+    landmarks[1, 0:2, 2] = (1.0, 0.5)
+    scores = landmark_instance_scores([0.9, 0.6, 0.8], landmarks)  # the third has no landmarks: 0
+    np.testing.assert_allclose(scores, [0.9 * 0.5, 0.6 * 0.75, 0.0], rtol=1e-6)
+    assert landmark_instance_scores(np.zeros(0), np.zeros((0, 6, 3))).shape == (0,)
+
+
+def test_landmarks_are_ranked_by_landmark_score_boxes_by_score():
+    """Landmark AP equals pycocotools' with each keypoint result scored by its landmark_score; box AP keeps the
+    detection score."""
+    data, records = hand_made_case(seed=3)
+    rng = np.random.default_rng(4)
+    plain = evaluate(ground_truth_from_dict(copy.deepcopy(data)), records)
+    for record in records:
+        record["landmark_score"] = float(rng.random())
+    ours = evaluate(ground_truth_from_dict(copy.deepcopy(data)), records)
+    reference_gt = COCO()
+    reference_gt.dataset = copy.deepcopy(data)
+    rescored = [{**r, "score": r["landmark_score"]} for r in copy.deepcopy(records)]
+    with quiet():
+        reference_gt.createIndex()
+        reference = COCOeval(reference_gt, reference_gt.loadRes(rescored), "keypoints")
+        reference.params.kpt_oks_sigmas = DEEPFASHION2_OKS_SIGMAS
+        reference.evaluate()
+        reference.accumulate()
+        reference.summarize()
+    assert ours["keypoints"]["AP"] == pytest.approx(float(reference.stats[0]), abs=1e-12)
+    assert ours["keypoints"]["AP"] != pytest.approx(plain["keypoints"]["AP"], abs=1e-3)  # the order matters
+    assert ours["bbox"] == plain["bbox"]
+
+
+def test_a_landmark_score_that_is_not_a_number_is_refused():
+    data, records = hand_made_case()
+    records[2]["landmark_score"] = "high"
+    with pytest.raises(EvaluationError, match="record 2: landmark_score must be a finite number"):
+        evaluate(ground_truth_from_dict(copy.deepcopy(data)), records)

@@ -47,6 +47,8 @@ def test_evaluate_reports_landmark_ap_beside_box_and_mask(landmark_files):
         scores = np.asarray(record["keypoints"]).reshape(294, 3)[:, 2]
         filled = np.flatnonzero(scores)
         assert filled.min() == start and filled.max() == start + counts[record["category_id"] - 1] - 1
+        # Landmark AP ranks a detection's landmarks by its score times their mean confidence.
+        assert record["landmark_score"] == pytest.approx(record["score"] * scores[filled].mean(), abs=0.005)
 
 
 def test_predict_writes_coco_keypoint_results_pycocotools_scores(landmark_files):

@@ -11,8 +11,12 @@ One record per detection::
 ``bbox`` is COCO's [x, y, width, height] in pixels of the image as read (top-left
 corner, floats); ``segmentation`` is the mask as compressed RLE with ``counts``
 as a str (JSON-ready). A model with the landmark head adds COCO ``keypoints`` (x, y, score for
-each landmark of the table; only the detection's category's slice is non-zero). The last four
-keys are ours; pycocotools ignores them.
+each landmark of the table; only the detection's category's slice is non-zero) and ``landmark_score``,
+the detection's score times the mean of its landmarks' scores
+(:func:`landmark_instance_scores`): landmark AP ranks the keypoint
+results by it (COCO scores keypoint results by their own score; to score such a file with plain
+pycocotools, copy ``landmark_score`` into ``score`` for ``COCOeval(..., "keypoints")``). The
+other keys after ``segmentation`` are ours; pycocotools ignores them.
 ``loadRes`` also needs the images and categories, which :func:`images_record`
 and :func:`categories_records` build (a GT-like skeleton with no annotations).
 """
@@ -79,7 +83,7 @@ def detections_to_records(
         y2, x2)] int32 pixels (exclusive y2/x2), "class_ids" [N] int32,
         "scores" [N] float32, "masks" [H, W, N] bool; with the landmark head also "landmarks"
         [N, K, (x, y, score)], written as the record's COCO ``keypoints`` (3 K numbers, the
-        detection's class slice filled, the others 0).
+        detection's class slice filled, the others 0) with its ``landmark_score``.
       image_id: the image's id in the matching images list.
       class_names: names by class id, background first.
       file_name: stored in each record when given.
@@ -93,6 +97,8 @@ def detections_to_records(
     height, width = masks.shape[:2]
     xywh = boxes_to_xywh(detections["rois"])
     records = []
+    if "landmarks" in detections:
+        landmark_scores = landmark_instance_scores(detections["scores"], detections["landmarks"])
     for i, rle in enumerate(encode_masks(masks)):
         class_id = int(detections["class_ids"][i])
         record = {
@@ -107,10 +113,32 @@ def detections_to_records(
         }
         if "landmarks" in detections:  # the landmark head's: 3 values per landmark, the class slice filled
             record["keypoints"] = [round(float(v), 2) for v in np.asarray(detections["landmarks"][i]).reshape(-1)]
+            record["landmark_score"] = float(landmark_scores[i])
         if file_name is not None:
             record["file_name"] = file_name
         records.append(record)
     return records
+
+
+def landmark_instance_scores(scores, landmarks) -> np.ndarray:
+    """Each detection's landmark score: its detection score times the mean score of its landmarks (NumPy).
+
+    The rank of a detection's landmarks in keypoint AP (its COCO keypoint result's score): a
+    confident box with vague heatmaps ranks below one whose heatmaps agree on a point (the
+    rescoring of top-down keypoint detectors such as SimpleBaseline and HRNet).
+
+    Args:
+      scores: [n] detection scores. landmarks: [n, N, (x, y, score)] from :func:`mrcnn.ops.keypoint_targets.class_landmarks`
+        (or the export's twin): the detection's class slice has scores in (0, 1], the rest 0.
+    Returns:
+      [n] float32 in [0, 1]: ``score * mean(landmark scores > 0)``; 0 for a detection without landmarks.
+    """
+    if not len(scores):
+        return np.zeros(0, np.float32)
+    point_scores = np.asarray(landmarks, np.float64).reshape(len(scores), -1)[:, 2::3]  # [n, N]
+    own = point_scores > 0
+    means = np.where(own.any(axis=1), (point_scores * own).sum(axis=1) / np.maximum(own.sum(axis=1), 1), 0.0)
+    return (np.asarray(scores, np.float64) * means).astype(np.float32)
 
 
 def images_record(image_id: int, file_name: str, height: int, width: int, **extra: Any) -> dict[str, Any]:
@@ -246,6 +274,8 @@ def _check_record_values(record: dict, index: int, source: str) -> None:
     where = f"{source}: record {index}"
     if not _finite_number(record["score"]):
         raise EvaluationError(f"{where}: score must be a finite number, got {record['score']!r}")
+    if "landmark_score" in record and not _finite_number(record["landmark_score"]):
+        raise EvaluationError(f"{where}: landmark_score must be a finite number, got {record['landmark_score']!r}")
     if "bbox" in record:
         box = record["bbox"]
         if not (isinstance(box, list) and len(box) == 4 and all(_finite_number(v) for v in box)):
@@ -291,6 +321,7 @@ def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
     bbox: ``bbox`` as given (or the mask's extent), area = box width x height.
     segm: ``segmentation`` as compressed RLE (polygons and uncompressed RLE
     are converted at the image's size), area = mask pixels, bbox = the mask's extent.
+    keypoints: ``keypoints``, scored by ``landmark_score`` where the record has one (else ``score``).
     """
     anns = []
     for k, r in enumerate(records):
@@ -307,6 +338,7 @@ def results_coco(gt: COCO, records: Sequence[dict], iou_type: str) -> COCO:
             ann["area"] = float(mask_utils.area(rle))
         if iou_type == "keypoints":
             _keypoint_fields(ann, r)
+            ann["score"] = float(r.get("landmark_score", r["score"]))
         if iou_type == "bbox" and "bbox" in r:
             if not (isinstance(r["bbox"], (list, tuple)) and len(r["bbox"]) == 4):
                 raise EvaluationError(f"result record {k}: bbox must be [x, y, width, height], got {r['bbox']!r}")
