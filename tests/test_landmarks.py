@@ -199,13 +199,13 @@ def test_class_slice_up_convolution_layer_has_conv2d_transposes_weights_and_grad
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_a_clear_peak_is_its_cell_centre_with_its_probability_and_only_the_class_slice_is_returned():
+def test_a_clear_peak_is_its_cell_centre_with_its_probability_mass_and_only_the_class_slice_is_returned():
     logits = np.zeros((1, 4, 4, 7), np.float32)
     logits[0, 1, 3, 2] = 30.0  # landmark 2 peaks at row 1, column 3 (its neighbours weigh ~e-30)
     logits[0, 2, 0, 3] = 30.0
     peaks = heatmap_peaks_graph(tf.constant(logits)).numpy()
     np.testing.assert_allclose(peaks[0, 2, :2], [3.5 / 4, 1.5 / 4], rtol=1e-6)
-    assert peaks[0, 2, 2] == pytest.approx(1.0 / (1.0 + 15 * math.exp(-30)), rel=1e-6)
+    assert peaks[0, 2, 2] == pytest.approx(1.0, rel=1e-6)
     landmarks = class_landmarks(peaks, [2], [[10, 20, 50, 60]], landmark_index_table(COUNTS), (100, 100))
     np.testing.assert_allclose(landmarks[0, 2, :2], [20 + 40 * 3.5 / 4, 10 + 40 * 1.5 / 4], rtol=1e-6)
     np.testing.assert_allclose(landmarks[0, 3, :2], [20 + 40 * 0.5 / 4, 10 + 40 * 2.5 / 4], rtol=1e-6)
@@ -226,7 +226,7 @@ def test_a_peak_shared_with_a_neighbour_moves_to_the_probability_weighted_mean_o
     odds = math.exp(0.01)
     np.testing.assert_allclose(peaks[0, 1, :2], [4.5 / 5, (odds * 4.5 + 3.5) / (odds + 1) / 5], rtol=1e-5)
     total = 2 + 1 + math.exp(-0.5)
-    assert peaks[0, 0, 2] == pytest.approx(2 / total, rel=1e-4)
+    assert peaks[0, 0, 2] == pytest.approx(3 / total, rel=1e-4)  # the 3x3 mass: the far cell is not in it
 
 
 def test_landmarks_beyond_the_image_are_kept_on_its_border():

@@ -12,7 +12,7 @@ One record per detection::
 corner, floats); ``segmentation`` is the mask as compressed RLE with ``counts``
 as a str (JSON-ready). A model with the landmark head adds COCO ``keypoints`` (x, y, score for
 each landmark of the table; only the detection's category's slice is non-zero) and ``landmark_score``,
-the detection's score times the mean of its landmarks' scores
+the detection's score times the mean of its landmarks' scores (heatmap confidences)
 (:func:`landmark_instance_scores`): landmark AP ranks the keypoint
 results by it (COCO scores keypoint results by their own score; to score such a file with plain
 pycocotools, copy ``landmark_score`` into ``score`` for ``COCOeval(..., "keypoints")``). The

@@ -29,7 +29,7 @@ Signatures (``SIGNATURES``; N = the export's DETECTION_MAX_INSTANCES):
 With the landmark head in ROI_HEADS both signatures also return (TF Object Detection API's keypoint
 convention; K = NUM_LANDMARKS, zero outside each detection's category slice):
         detection_keypoints       [B, N, K, 2] float32  (y, x) / (H, W) of the original image
-        detection_keypoint_scores [B, N, K] float32     heatmap peak probabilities
+        detection_keypoint_scores [B, N, K] float32     3x3 probability mass at each heatmap's peak
     (detect()'s "landmarks" [N, K, (x, y, score)] in pixels, via mrcnn.ops.keypoint_targets.class_landmarks_graph).
 Other extra ROI heads are left out.
 """

@@ -224,25 +224,26 @@ def flatten_heatmaps_graph(logits):
 
 
 def heatmap_peaks_graph(logits, margin: float = 0.0):
-    """Every heatmap's peak in ROI units, refined below a cell, and the peak cell's softmax probability.
+    """Every heatmap's peak in ROI units, refined below a cell, and the probability mass around it.
 
     A landmark's target spreads over the 2 x 2 cells whose centres surround it (:func:`bilinear_cells_graph`),
     so the position is the probability-weighted mean of the centres of the 3 x 3 cells around the most
     likely one (cells outside the heatmap weigh 0): a heatmap equal to its target gives the point back
-    exactly.
+    exactly. The score is the softmax mass of those 3 x 3 cells: how sure the heatmap is that the
+    landmark lies within a cell of the point (the peak cell's own probability would also fall where a
+    point sits between cells, as a sub-cell target spreads it over four).
 
     Args:
       logits: [R, M, M, N] float heatmap logits over each ROI grown by ``margin`` (LANDMARK_ROI_MARGIN).
     Returns:
       [R, N, (u_x, u_y, score)] float32: the refined peak in units of the ROI itself (in [-m, 1 + m])
-      and the peak cell's probability in (0, 1].
+      and the softmax mass of the 3 x 3 cells around the peak, in (0, 1].
     """
     size = tf.shape(logits)[1]
     probabilities = tf.nn.softmax(flatten_heatmaps_graph(logits), axis=-1)  # [R, N, M * M]
     cells = tf.argmax(probabilities, axis=-1, output_type=tf.int32)  # [R, N]
-    score = tf.reduce_max(probabilities, axis=-1)
     peak_x, peak_y = cells % size, cells // size
-    weight_sum = x_sum = y_sum = tf.zeros_like(score)
+    weight_sum = x_sum = y_sum = tf.zeros(tf.shape(cells), tf.float32)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             x, y = peak_x + dx, peak_y + dy
@@ -255,7 +256,7 @@ def heatmap_peaks_graph(logits, margin: float = 0.0):
     size_f = tf.cast(size, tf.float32)
     u_x = (x_sum / weight_sum + 0.5) / size_f * (1.0 + 2.0 * margin) - margin
     u_y = (y_sum / weight_sum + 0.5) / size_f * (1.0 + 2.0 * margin) - margin
-    return tf.stack([u_x, u_y, score], axis=-1)
+    return tf.stack([u_x, u_y, weight_sum], axis=-1)
 
 
 def class_landmarks(peaks, class_ids, boxes, index_table, image_hw) -> np.ndarray:
