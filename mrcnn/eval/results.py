@@ -128,8 +128,9 @@ def landmark_instance_scores(scores, landmarks) -> np.ndarray:
     rescoring of top-down keypoint detectors such as SimpleBaseline and HRNet).
 
     Args:
-      scores: [n] detection scores. landmarks: [n, N, (x, y, score)] from :func:`mrcnn.ops.keypoint_targets.class_landmarks`
-        (or the export's twin): the detection's class slice has scores in (0, 1], the rest 0.
+      scores: [n] detection scores.
+      landmarks: [n, N, (x, y, score)] from :func:`mrcnn.ops.keypoint_targets.class_landmarks` (or the
+        export's twin): the detection's class slice has scores in (0, 1], the rest 0.
     Returns:
       [n] float32 in [0, 1]: ``score * mean(landmark scores > 0)``; 0 for a detection without landmarks.
     """
