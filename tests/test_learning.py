@@ -1,7 +1,7 @@
 """Learning test, CI version: from random weights, the small config's training loss falls well below its start.
 
 A generated synthetic split (the product's generator, fixed seed) is converted with df2coco and
-trained with ``configs/synthetic.toml`` (resnet18_half, 128 px, BatchNorm trained, Adam) through the public
+trained with ``configs/synthetic.toml`` (resnet18_half, 192 px, BatchNorm trained, Adam) through the public
 API (``MaskRCNN(mode="training").train``). After a few hundred images, the per-epoch mean of the
 total loss (averaged over the last three epochs) must be under 65% of the first epoch's mean. The
 full version (mask AP50 on held-out images after 20 minutes) is ``scripts/bench_train.py --learning``.
