@@ -137,8 +137,7 @@ def landmark_instance_scores(scores, landmarks) -> np.ndarray:
     if not len(scores):
         return np.zeros(0, np.float32)
     point_scores = np.asarray(landmarks, np.float64).reshape(len(scores), -1)[:, 2::3]  # [n, N]
-    own = point_scores > 0
-    means = np.where(own.any(axis=1), (point_scores * own).sum(axis=1) / np.maximum(own.sum(axis=1), 1), 0.0)
+    means = point_scores.sum(axis=1) / np.maximum((point_scores > 0).sum(axis=1), 1)  # 0 without landmarks
     return (np.asarray(scores, np.float64) * means).astype(np.float32)
 
 

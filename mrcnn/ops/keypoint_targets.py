@@ -23,7 +23,7 @@ Conventions (on top of :mod:`mrcnn.ops.boxes`):
 * A heatmap is read back as the probability-weighted mean of cell centres, ``u = (mean centre) / M``
   (:func:`heatmap_peaks_graph`).
 * Heatmap margin m (LANDMARK_ROI_MARGIN): the heatmaps cover the ROI grown by m times its height
-  and width on each side (:func:`expand_boxes_graph`); targets are cells of that grown ROI, and
+  and width on each side (:func:`expand_boxes_graph`); targets are grid points of that grown ROI, and
   peaks are read back in units of the ROI itself, ``u = u_grown (1 + 2m) - m`` (from -m to 1 + m).
 * Landmark slices: class c (1 .. C - 1) owns ``counts[c - 1]`` consecutive landmarks of the global
   table (DeepFashion2: 294 landmarks, trousers 168 .. 181 0-based); :func:`landmark_index_table`
