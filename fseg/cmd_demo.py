@@ -21,7 +21,7 @@ Steps (each printed as it runs; everything lands in --out):
 
 Needs no network and no files but the repository's. With the defaults it takes
 about 10 minutes; what the model learns in that time depends on the CPU: on 2
-cores of a 2026 Intel Xeon, mask AP50 0.83-0.94 and landmark AP 0.48-0.60 over
+cores of a 2026 Intel Xeon, mask AP50 0.87-0.94 and landmark AP 0.55-0.63 over
 three seeds (docs/BENCHMARKS.md). --minutes 30 trains three times longer.
 
 \b

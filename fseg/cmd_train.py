@@ -123,6 +123,12 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
     import_tensorflow_quietly()
     from mrcnn.data.dataset import DatasetError
     from mrcnn.train.schedule import plan_stages
+    from mrcnn.train.threads import set_threads_per_op
+
+    # Before anything starts TensorFlow's runtime (the strategy below lists devices).
+    if not set_threads_per_op(config.TRAIN_THREADS_PER_OP):
+        echo_err(f"warning: TRAIN_THREADS_PER_OP {config.TRAIN_THREADS_PER_OP} not applied: TensorFlow already "
+                 "runs in this process with its own thread pools")
 
     try:
         stages = plan_stages(config, layers, epochs)
@@ -154,8 +160,12 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
 
         keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
     shown_precision = {"float32": "", "fp16": ", mixed float16", "bf16": ", mixed bfloat16"}[precision]
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    shown_threads = f", {threads} CPU thread(s) per op" if threads else ""
     echo_err(f"config: {config_source}: NAME {config.NAME}, {config.NUM_CLASSES} classes, {config.BACKBONE}, "
-             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s){shown_precision}")
+             f"batch {config.BATCH_SIZE} on {strategy.num_replicas_in_sync} replica(s){shown_precision}{shown_threads}")
 
     with user_errors(DatasetError):
         train_set = _load_dataset(annotations, images, config, "training")

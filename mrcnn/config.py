@@ -43,6 +43,10 @@ class Config:
     GPU_COUNT = 1
     IMAGES_PER_GPU = 2
 
+    # CPU threads one TensorFlow op may use in training (intra-op parallelism; mrcnn.train.threads); 0 leaves
+    # TensorFlow's default, every core. Small models train faster with 1: the cores run different ops at once.
+    TRAIN_THREADS_PER_OP = 0
+
     # Training steps per epoch and validation steps at the end of each epoch.
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50

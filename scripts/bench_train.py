@@ -110,7 +110,10 @@ def train_from_scratch(config, train_set, minutes: float, logs_dir: Path, seed: 
     """
     from mrcnn.model import MaskRCNN
     from mrcnn.train.schedule import run_schedule
+    from mrcnn.train.threads import set_threads_per_op
 
+    if not set_threads_per_op(config.TRAIN_THREADS_PER_OP):  # as fseg train does
+        log(f"TRAIN_THREADS_PER_OP {config.TRAIN_THREADS_PER_OP} not applied: TensorFlow already started")
     start = time.time()
     model = MaskRCNN(mode="training", config=config, model_dir=logs_dir)
     counter = step_counter()

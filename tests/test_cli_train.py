@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,38 @@ def test_annotation_file_that_is_not_coco(split, config, tmp_path):
     assert result.exit_code == 2
     assert len(error_lines(result)) == 1 and "not a COCO" in error_lines(result)[0]
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ TRAIN_THREADS_PER_OP
+def test_threads_per_op_are_set_in_a_fresh_process(split, tmp_path):
+    import subprocess
+    import sys
+
+    _, images = split
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": "world"}))  # stops the run after the settings are printed
+    config = write_config(tmp_path / "threads.toml", TRAIN_THREADS_PER_OP=1)
+    result = subprocess.run([sys.executable, "-m", "fseg", "train", "--annotations", str(bad), "--images", str(images),
+                             "--weights", "none", "--config", str(config), "--logs", str(tmp_path / "logs")],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2 and "not a COCO" in result.stderr
+    assert "1 CPU thread(s) per op" in result.stderr and "not applied" not in result.stderr
+
+
+def test_threads_per_op_that_come_too_late_are_a_warning(split, tmp_path):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow runs in this process: its thread pools are fixed
+    _, images = split
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": "world"}))
+    wanted = tf.config.threading.get_intra_op_parallelism_threads() + 3
+    config = write_config(tmp_path / "threads.toml", TRAIN_THREADS_PER_OP=wanted)
+    result = invoke("--annotations", bad, "--images", images, "--weights", "none", "--config", config,
+                    "--logs", tmp_path / "logs")
+    assert f"warning: TRAIN_THREADS_PER_OP {wanted} not applied" in result.output
+    assert result.exit_code == 2 and "not a COCO" in result.output  # the run went on to the bad file
 
 
 def test_categories_that_differ_from_the_config_are_listed(split, config, tmp_path):
