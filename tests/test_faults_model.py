@@ -180,6 +180,8 @@ def test_damaged_hdf5_metadata_is_one_line_everywhere(small_model_files, tmp_pat
     ('OPTIMIZER = "rmsprop"', "OPTIMIZER must be one of sgd, adam"),
     ("LANDMARK_ROI_MARGIN = 1.5", "LANDMARK_ROI_MARGIN must be a finite number in [0, 1)"),
     ("LANDMARK_ROI_MARGIN = -0.1", "LANDMARK_ROI_MARGIN must be a finite number in [0, 1)"),
+    ("TRAIN_THREADS_PER_OP = -1", "TRAIN_THREADS_PER_OP must be an integer >= 0"),
+    ("TRAIN_THREADS_PER_OP = true", "TRAIN_THREADS_PER_OP must be an integer"),
 ])
 def test_bad_config_values_are_refused_before_any_model(tmp_path, setting, fragment):
     path = tmp_path / "bad.toml"
