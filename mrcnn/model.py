@@ -82,7 +82,9 @@ class MaskRCNN:
         self.set_log_dir()
         with self.strategy.scope(), (building_with(precision) if precision else contextlib.nullcontext()):
             self.keras_model = self.build(mode, config)
-        self._infer = tf.function(self._infer_graph, jit_compile=False, reduce_retracing=True)
+        # No AutoGraph: the layers are graph code already (no Python control flow on tensors), and
+        # converting their map_fn bodies cost about 1 s of every process's first detect().
+        self._infer = tf.function(self._infer_graph, jit_compile=False, reduce_retracing=True, autograph=False)
 
     # ------------------------------------------------------------------ build
     def build(self, mode: str, config):

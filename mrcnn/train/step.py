@@ -95,6 +95,7 @@ class TrainingModel(keras.Model):
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
 
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -131,6 +132,7 @@ class TrainingModel(keras.Model):
             gradients = [g / replicas for g in gradients]
         return gradients
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         inputs = data[0] if isinstance(data, tuple) else data
         outputs = self.graph(inputs, training=False)
