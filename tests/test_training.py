@@ -173,6 +173,28 @@ def test_gradient_clipping_uses_the_global_norm(model, batch):
     assert global_step_norm(before, snapshot(model.keras_model)) == pytest.approx(learning_rate * clip, rel=1e-3)
 
 
+def test_fit_traces_the_training_step_once(split, tmp_path, monkeypatch):
+    """The optimizer's slot variables exist before fit: created inside the first trace of the step, they
+    made TensorFlow trace the whole step a second time (seconds of every fit's first epoch)."""
+    from mrcnn.model import MaskRCNN
+    from mrcnn.train.step import TrainingModel
+
+    traces = []
+    original = TrainingModel.train_step
+
+    def counted(self, data):
+        traces.append(1)  # Python runs once per trace of the graph function
+        return original(self, data)
+
+    monkeypatch.setattr(TrainingModel, "train_step", counted)
+    config = small_config(BACKBONE="resnet18_half", TOP_DOWN_PYRAMID_SIZE=32, STEPS_PER_EPOCH=2)
+    model = MaskRCNN("training", config, model_dir=tmp_path)
+    history = model.train(load_dataset(*split, config), None, learning_rate=0.001, epochs=1, layers="all",
+                          seed=0, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert len(traces) == 1
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_sgd_follows_keras_sgd_step_for_step(nesterov):
     """The fused update (one kernel per variable) is Keras' SGD rule: after five steps with
