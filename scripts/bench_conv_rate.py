@@ -3,8 +3,8 @@
 
 Two measurements, each in a fresh process:
 
-1. **Arithmetic of one detect().** The inference graph is traced at a fixed molded size (default
-   1024x1024, one image) and every convolution in it is counted: multiply-accumulates (MAC) =
+1. **Arithmetic of one detect().** The inference graph of ``scripts/bench_predict.py``'s config
+   (``fseg_config``: 1024x1024, one image, 81 classes) is traced and every convolution in it is counted: multiply-accumulates (MAC) =
    output pixels x output channels x kernel height x kernel width x input channels (the mask head's
    transposed convolution likewise, by its input). Head convolutions run on a number of ROIs only known
    at run time; they are counted for POST_NMS_ROIS_INFERENCE ROIs (box head, 7x7 input) and
@@ -21,7 +21,7 @@ precision can finish a detect() faster on this machine (the rest of detect(), pr
 mask pasting, only adds to it). Nothing here depends on the weights, so random ones are used.
 
 Usage:
-  python scripts/bench_conv_rate.py [--backbone resnet50] [--size 1024] [--threads 2] [--runs 5] [--repeat 3]
+  python scripts/bench_conv_rate.py [--backbone resnet50] [--threads 2] [--runs 5] [--repeat 3]
 Prints a Markdown table and a JSON summary (with the load average before and after).
 """
 from __future__ import annotations
@@ -36,33 +36,19 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_predict import IMAGE_SIDE, fseg_config  # noqa: E402  (the config bench_predict.py times)
 
 
-def bench_config(backbone: str, size: int):
-    """The benchmark's config: bench_predict.py's (81 classes, 100 detections, no score filter)."""
-    sys.path.insert(0, str(REPO))
-    from mrcnn.config import Config
-
-    class RateConfig(Config):
-        NAME = "conv_rate"
-        NUM_CLASSES = 81
-        BACKBONE = backbone
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 1
-        IMAGE_MIN_DIM = size
-        IMAGE_MAX_DIM = size
-        DETECTION_MIN_CONFIDENCE = 0.0
-        DETECTION_MAX_INSTANCES = 100
-
-    return RateConfig()
-
-
-def count_macs(backbone: str, size: int) -> dict:
-    """MACs of every convolution of one detect() at ``size`` x ``size``, by part of the network."""
+def count_macs(backbone: str) -> dict:
+    """MACs of every convolution of one detect() of bench_predict.py, by part of the network."""
     import tensorflow as tf
     from mrcnn.model import MaskRCNN
 
-    config = bench_config(backbone, size)
+    config = fseg_config(backbone)
+    size = IMAGE_SIDE
     model = MaskRCNN(mode="inference", config=config, model_dir="/tmp/fseg_bench_conv_rate")
     image = tf.zeros([1, size, size, 3], tf.float32)
     meta = tf.zeros([1, config.IMAGE_META_SIZE], tf.float32)
@@ -134,7 +120,6 @@ def run_child(args: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--size", type=int, default=1024, help="molded image side (pixels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5, help="timed calls per process")
     parser.add_argument("--repeat", type=int, default=3, help="processes per setting (best reported)")
@@ -144,19 +129,18 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child == "macs":
-        print(json.dumps(count_macs(args.backbone, args.size)))
+        print(json.dumps(count_macs(args.backbone)))
         return
     if args.child == "rate":
-        channels = bench_config(args.backbone, args.size).TOP_DOWN_PYRAMID_SIZE
-        rate = conv_rate(args.size, channels, args.child_threads, args.child_dtype, args.runs)
+        channels = fseg_config(args.backbone).TOP_DOWN_PYRAMID_SIZE
+        rate = conv_rate(IMAGE_SIDE, channels, args.child_threads, args.child_dtype, args.runs)
         print(json.dumps({"gmac_per_s": rate}))
         return
 
-    sys.path.insert(0, str(REPO))
     from mrcnn.modeling.precision import PrecisionError, check_precision
 
     load_before = os.getloadavg()
-    common = ["--backbone", args.backbone, "--size", str(args.size), "--runs", str(args.runs)]
+    common = ["--backbone", args.backbone, "--runs", str(args.runs)]
     parts = run_child([*common, "--child", "macs"])
     total = sum(parts.values())
     dtypes = ["float32"]
@@ -175,7 +159,7 @@ def main() -> None:
                 rates[label] = max(rates.get(label, 0.0), child["gmac_per_s"])
     load_after = os.getloadavg()
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.backbone} at {args.size}x{args.size}, "
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.backbone} at {IMAGE_SIDE}x{IMAGE_SIDE}, "
           f"load {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print("| part | GMAC |\n|---|---:|")
     for part, gmac in sorted(parts.items(), key=lambda item: -item[1]):
@@ -184,7 +168,7 @@ def main() -> None:
     print("| precision, threads | conv GMAC/s (best) | detect() floor s = GMAC / rate |\n|---|---:|---:|")
     for label, rate in rates.items():
         print(f"| {label} | {rate:.1f} | {total / rate:.2f} |")
-    print(json.dumps({"backbone": args.backbone, "size": args.size, "gmac": parts, "gmac_total": total,
+    print(json.dumps({"backbone": args.backbone, "size": IMAGE_SIDE, "gmac": parts, "gmac_total": total,
                       "gmac_per_s": rates, "load_before": load_before, "load_after": load_after}))
 
 

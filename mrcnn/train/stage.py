@@ -79,9 +79,6 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
     with mrcnn_model.strategy.scope():
         trainer = TrainingModel(mrcnn_model.keras_model, config, terms)
         trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
-        # Its slot variables now, outside tf.function: created during the first trace instead, they make
-        # TensorFlow trace the whole training step a second time (seconds per fit).
-        trainer.optimizer.build(trainer.graph.trainable_variables)
     callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks,
                                                  skipped)
     try:

@@ -19,6 +19,8 @@ unscales them, skipping the step and halving the scale when they are not finite.
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -54,17 +56,18 @@ class TrainingModel(keras.Model):
         self.built = True  # the wrapped graph is built; call() only delegates to it
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras hook run by fit() before training under a distribution strategy.
+        """Keras hook run by fit() and evaluate() before their first step.
 
-        Keras averages the first distributed batch over the replicas to trace shapes, which
-        fails on the bool ground-truth masks (no AddN for bool). Nothing needs tracing here:
-        the graph is built and there are no compiled losses or metrics, so only the
-        optimizer's variables are created, in the strategy's scope.
+        Nothing needs tracing here: the graph is built and there are no compiled losses or
+        metrics, so only the optimizer's variables are created (in the strategy's scope, if the
+        model was created in one). Keras' own hook does more and less: under a strategy it
+        averages the first batch over the replicas to trace shapes, which fails on the bool
+        ground-truth masks (no AddN for bool); without one it leaves the optimizer to build inside
+        the first trace of the step, and TensorFlow then traces the whole step a second time
+        (seconds of every fit's first epoch).
         """
         strategy = getattr(self, "_distribute_strategy", None)  # set when created in a strategy's scope
-        if strategy is None:
-            return
-        with strategy.scope():
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self._symbolic_build(data_batch={})
 
     def call(self, inputs, training=False):
