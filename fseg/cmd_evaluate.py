@@ -53,7 +53,8 @@ class DetectionRun:
               help="Weights .h5 file, or `last` for the newest checkpoint under logs/. Default: as `fseg predict` "
                    "($FSEG_WEIGHTS, newest checkpoint of the config's NAME, weights/<NAME>.h5).")
 @click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config TOML. Default: ./configs/deepfashion2.toml, else the one shipped with fseg.")
+              help="Model config TOML. Default: the config recorded with the weights' training run, else "
+                   "./configs/deepfashion2.toml, else the one shipped with fseg.")
 @click.option("--results", "-r", "results_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Score this COCO results file (a JSON list of detections) instead of running a model.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
@@ -100,14 +101,19 @@ def evaluate(annotations, images_dir, weights, config_path, results_path, limit,
         gt = load_ground_truth(annotations)
     images = list(gt.dataset["images"])[:limit] if limit else list(gt.dataset["images"])
     try:
-        with exit_on_signals("results.json and metrics.json are written only when the run ends: none was"):
+        with exit_on_signals("results.json is written when detection ends, metrics.json when scoring ends: "
+                             "neither was"):
             if results_path is not None:
                 run, source = read_results(results_path), str(results_path)
                 out_dir = out_dir or results_path.parent
+                kept = "metrics.json is written when scoring ends: it was not"
             else:
                 run, out_dir, info = detect_all(gt, images, images_dir, weights, config_path, out_dir, annotations,
                                                 precision)
                 source = str(out_dir / RESULTS_FILE)
+                kept = (f"the detections are in {source}; score them with `fseg evaluate --annotations {annotations} "
+                        f"--results {source}`")
+        with exit_on_signals(kept):
             metrics = score(gt, run, images, by, map_min_score, source, annotations)
             metrics["info"] = {"annotations": str(annotations), "results": source, "limit": limit,
                                "missing_images": run.missing, "unreadable_images": run.unreadable,
@@ -153,7 +159,8 @@ def default_out_dir(weights_path: Path, annotations: Path) -> Path:
 # ------------------------------------------------------------------ model
 def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_path, out_dir, annotations: Path,
                precision: str = "float32"):
-    """Load config and weights, run detection over ``images`` in ``precision``, write results.json.
+    """Load config and weights, run detection over ``images`` in ``precision``, write results.json (removing an
+    earlier run's metrics.json from ``out_dir``: it scored the results.json this one replaces).
 
     Returns (DetectionRun, out_dir, info for metrics.json).
     """
@@ -185,6 +192,7 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
         from mrcnn.eval.keypoint_eval import category_slices
 
         run.landmarks, run.keypoint_slices = True, category_slices(config.LANDMARK_COUNTS, category_ids)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)  # an earlier run's: it scores the results.json replaced now
     write_json(out_dir / RESULTS_FILE, run.records)
     info = {"config": config_source, "weights": str(choice.path), "images_dir": str(images_dir),
             "detection_min_confidence": 0.0, "precision": precision}

@@ -65,8 +65,10 @@ def export(weights, config_path, out_dir, min_confidence, max_detections, force,
     if inspect_dir is not None:
         if out_dir is not None or weights is not None:
             raise CommandError("--inspect DIR describes an export; it takes no --out or --weights", EXIT_USAGE)
+        from fseg.cli_util import import_tensorflow_quietly
         from mrcnn.export.saved_model import describe_export
 
+        import_tensorflow_quietly()  # only its protobuf classes are used: no start-up notices on stderr
         try:
             click.echo(describe_export(inspect_dir))
         except ExportError as exc:
@@ -100,6 +102,7 @@ def export_model(weights, config_path, out_dir: Path, min_confidence, max_detect
     except ExportError as exc:
         raise CommandError(f"{config_source}: {exc}", EXIT_USAGE) from None
     check_class_count(choice.path, config, config_source)
+    refuse_replacing_inputs(out_dir, [choice.path, runtime.choose_config_file(config_path, choice)[0]])
     echo_err(f"Config:  {config_source}")
     echo_err(f"Weights: {choice.path} ({choice.reason})")
     started = time.monotonic()
@@ -117,6 +120,15 @@ def export_model(weights, config_path, out_dir: Path, min_confidence, max_detect
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     echo_err(f"Exported {out_dir} ({size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s; "
              f"describe it with `fseg export --inspect {out_dir}`, run it with `fseg predict --model {out_dir}`")
+
+
+def refuse_replacing_inputs(out_dir: Path, inputs: list[Path]) -> None:
+    """Exit 2 when an input (the weights, the config) lies inside the folder --force would replace."""
+    target = out_dir.resolve()
+    for path in inputs:
+        if path.resolve().is_relative_to(target):
+            raise CommandError(f"--out {out_dir} holds the input {path}, which replacing it would delete; "
+                               f"choose another --out", EXIT_USAGE)
 
 
 def check_class_count(weights_path: Path, config, config_source: str) -> None:

@@ -20,7 +20,7 @@ import click
 
 from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
                            precision_option)
-from fseg.predict_output import InputImage, PredictionWriter, check_output_names
+from fseg.predict_output import InputImage, PredictionWriter, check_output_names, check_resume, input_key
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -46,7 +46,8 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 @click.option("--model", "-m", "model_dir", default=None, type=click.Path(path_type=Path), metavar="EXPORT_DIR",
               help="Run a model exported with `fseg export` (a SavedModel folder) instead of --weights/--config.")
 @click.option("--resume", is_flag=True,
-              help="Continue an interrupted run into the same --out: images it finished are not done again.")
+              help="Continue an interrupted run into the same --out: images it finished are not done again. "
+                   "Give the same inputs (however spelled); other inputs are refused.")
 @precision_option
 def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, crops, no_overlay, resume,
             model_dir, precision):
@@ -102,7 +103,12 @@ def predict(inputs, out_dir, weights, config_path, min_confidence, batch_size, c
     model = plan.load()
     runtime.prepare_out_dir(out_dir)
     writer = PredictionWriter(out_dir, config.class_names(), overlays=not no_overlay, crops=crops, resume=resume)
-    todo = [item for item in images if str(item.path) not in writer.done]
+    try:
+        check_resume(writer.done, images, out_dir)
+    except CommandError:
+        writer.close()
+        raise
+    todo = [item for item in images if input_key(item) not in writer.done]
     if resume:
         echo_err(f"Resuming: {len(images) - len(todo)} of {len(images)} images were done before")
     try:

@@ -9,7 +9,10 @@
 
 The journal is removed once both JSON files are in place. ``--resume`` continues an interrupted run: the
 images already in the journal are not read again (a line cut by a crash is dropped, and its image is
-redone). The journal is locked while a run writes, so a second run into the same folder stops at once.
+redone). Images are matched by their resolved path (``photos/a.jpg`` and ``/home/me/photos/a.jpg`` are one
+image), and a resume with other inputs than the journal's is refused (:func:`check_resume`), since image
+ids and output names are given per run. The journal is locked while a run writes, so a second run into the
+same folder stops at once.
 """
 from __future__ import annotations
 
@@ -59,6 +62,31 @@ def check_output_names(out_dir: Path, crops: bool) -> None:
         raise CommandError(f"cannot write crops into {out_dir / CROPS_DIR}: a file of that name exists", EXIT_USAGE)
 
 
+def input_key(item: InputImage) -> str:
+    """What identifies an input across runs: its resolved path (one image however it was spelled)."""
+    return str(item.path.resolve())
+
+
+def check_resume(done: dict[str, int], images: Sequence[InputImage], out_dir: Path) -> None:
+    """Refuse (exit 2) a resume whose inputs are not the interrupted run's.
+
+    ``done`` maps the journal's images (resolved paths) to their image ids. Every one of them must be among
+    ``images`` with the same id: image ids and output names are given per run (by the file names' numbers or the
+    input order), so other inputs would mix two numberings in one predictions.json.
+    """
+    planned = {input_key(item): item.image_id for item in images}
+    strangers = [key for key in done if key not in planned]
+    if strangers:
+        raise CommandError(f"--resume: {out_dir}/ holds {counted(len(strangers), 'finished image')} that "
+                           f"{'is' if len(strangers) == 1 else 'are'} not among these inputs (first: {strangers[0]}); "
+                           f"give the interrupted run's inputs, or run without --resume to start over", EXIT_USAGE)
+    renumbered = [key for key, image_id in done.items() if planned[key] != image_id]
+    if renumbered:
+        raise CommandError(f"--resume: these inputs number the images differently from the interrupted run "
+                           f"(e.g. {renumbered[0]}); give its inputs in the same order, or run without --resume",
+                           EXIT_USAGE)
+
+
 class PredictionWriter:
     """Writes each image's outputs as it finishes and the JSON files at the end (see the module docstring)."""
 
@@ -75,7 +103,7 @@ class PredictionWriter:
             self.journal.close()
             raise CommandError(f"another fseg predict is writing to {out_dir}/ (its journal is locked); "
                                f"wait for it or choose another --out", EXIT_USAGE) from None
-        self.done: set[str] = set()  # input paths already finished (resume)
+        self.done: dict[str, int] = {}  # resolved input path -> image id, of the images already finished (resume)
         self.images = self.records = self.crop_count = 0
         if resume:
             self._read_journal()
@@ -91,7 +119,7 @@ class PredictionWriter:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 break
-            self.done.add(entry["image"]["path"])
+            self.done[entry.get("key") or str(Path(entry["image"]["path"]).resolve())] = entry["image"]["id"]
             self.images += 1
             self.records += len(entry["records"])
             self.crop_count += sum(1 for r in entry["records"] if r.get("crop"))
@@ -113,7 +141,8 @@ class PredictionWriter:
         if self.crops:
             self._write_crops(item, image, detections, records)
         height, width = image.shape[:2]
-        entry = {"image": images_record(item.image_id, item.path.name, height, width, path=str(item.path),
+        entry = {"key": input_key(item),
+                 "image": images_record(item.image_id, item.path.name, height, width, path=str(item.path),
                                         overlay=item.overlay_name if self.overlays else None),
                  "records": records}
         self.journal.write(json.dumps(entry, separators=(",", ":")) + "\n")

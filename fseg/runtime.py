@@ -190,7 +190,9 @@ def load_model(config, weights_path: Path | None, mode: str = "inference", *, ex
     """Build ``MaskRCNN(mode)`` for ``config`` and load ``weights_path`` (None: random weights).
 
     A weights file that cannot be used (damaged, not HDF5, another class count or backbone)
-    is a one-line error with exit code 1, as in ``fseg weights inspect``. Returns (model, load report or None).
+    is a one-line error with exit code 1, as in ``fseg weights inspect``; so is, for an inference model, a
+    file that leaves any weighted layer of the model unloaded (detections from random layers are no model's).
+    Returns (model, load report or None).
     """
     from fseg.cli_util import import_tensorflow_quietly
 
@@ -203,6 +205,13 @@ def load_model(config, weights_path: Path | None, mode: str = "inference", *, ex
     if weights_path is not None:
         with user_errors(WeightsError, exit_code=EXIT_FAILED):
             report = model.load_weights(str(weights_path), by_name=True, exclude=list(exclude))
+        if mode == "inference" and report.in_model_not_in_file:
+            missing = report.in_model_not_in_file
+            total = len(report.loaded) + len(report.excluded) + len(missing)
+            names = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise CommandError(f"{weights_path} has no weights for {len(missing)} of the model's {total} weighted "
+                               f"layers ({names}): it holds another model; give the config it was trained "
+                               f"with (--config)", EXIT_FAILED)
     return model, report
 
 

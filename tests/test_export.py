@@ -271,6 +271,43 @@ def test_an_existing_out_is_kept_without_force(small_model_files, tmp_path):
     assert nothing_beside(tmp_path, "e") and nothing_beside(out, "keep.txt")
 
 
+def test_force_replaces_only_an_earlier_export(small_model_files, tmp_path):
+    # A folder of other things (a training run, a project) is never deleted by --force.
+    out = tmp_path / "logs"
+    out.mkdir()
+    (out / "run1.h5").write_text("a training run")
+    result = run("export", "--weights", small_model_files[1], "--config", small_model_files[0], "--out", out,
+                 "--force")
+    one_line_error(result, 2, "not an export", "saved_model.pb")
+    assert nothing_beside(out, "run1.h5")
+
+
+def test_force_refuses_an_out_that_holds_the_weights(small_model_files, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "saved_model.pb").write_text("looks like an export")
+    weights = project / "model.h5"
+    weights.write_bytes(small_model_files[1].read_bytes())
+    result = run("export", "--weights", weights, "--config", small_model_files[0], "--out", project, "--force")
+    one_line_error(result, 2, "holds the input", "model.h5")
+    assert nothing_beside(project, "saved_model.pb", "model.h5")
+
+
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_folder(small_model_files, reuse_built_models, tmp_path,
+                                                                   monkeypatch):
+    import tensorflow as tf
+
+    def full_disk(*args, **kwargs):  # what SaveV2 raises when the variables do not fit
+        raise tf.errors.ResourceExhaustedError(None, None, "model/variables.data-00000-of-00001.tempstate123; "
+                                                           "No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    out = tmp_path / "exports" / "fashion" / "1"
+    result = run("export", "--weights", small_model_files[1], "--config", small_model_files[0], "--out", out)
+    one_line_error(result, 1, "No space left on device", f"nothing was written to {out}")
+    assert nothing_beside(tmp_path)  # the temporary folder and the parents made for it are gone
+
+
 def test_a_training_resize_mode_is_refused(small_model_files, tmp_path):
     config = tmp_path / "crop.toml"
     config.write_text(small_model_files[0].read_text() + 'IMAGE_RESIZE_MODE = "crop"\n')

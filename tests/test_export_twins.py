@@ -44,7 +44,8 @@ def test_bilinear_resize_equals_skimage_on_photos_and_masks():
     ("pad64", 128, 256, 0), ("none", 0, 0, 0)])
 def test_resize_image_equals_numpy(mode, min_dim, max_dim, min_scale):
     rng = np.random.default_rng(hash(mode) % 1000 + min_dim)
-    for h, w in [(97, 143), (160, 40), (256, 256), (31, 200), (128, 128)] + [tuple(rng.integers(5, 300, 2))]:
+    sizes = [(97, 143), (160, 40), (256, 256), (31, 200), (128, 128), (1, 700), (3, 4000)]  # the thin: >= 1 row
+    for h, w in sizes + [tuple(rng.integers(5, 300, 2))]:
         image = rng.integers(0, 256, (int(h), int(w), 3)).astype(np.uint8)
         expected, window, scale, _, _ = resize_image(image, min_dim, max_dim, min_scale, mode)
         got, got_window, got_scale = resize_image_graph(tf.constant(image), min_dim, max_dim, min_scale, mode)
@@ -89,11 +90,13 @@ def test_unmold_boxes_equals_numpy():
         original, molded = (int(rng.integers(20, 900)), int(rng.integers(20, 900))), (256, 256)
         window = (int(rng.integers(0, 60)), int(rng.integers(0, 60)), int(rng.integers(190, 257)),
                   int(rng.integers(190, 257)))
-        expected = unmold_boxes(detections, original, molded, window)
-        got = unmold_boxes_graph(tf.constant(detections), tf.constant(original), tf.constant(molded),
-                                 tf.constant(window))
-        for e, g in zip(expected, got):
-            np.testing.assert_array_equal(g.numpy(), e)
+        cases = [(original, window), ((3, original[1]), (128, window[1], 129, window[3]))]  # + a 1 px high window
+        for image_hw, image_window in cases:
+            expected = unmold_boxes(detections, image_hw, molded, image_window)
+            got = unmold_boxes_graph(tf.constant(detections), tf.constant(image_hw), tf.constant(molded),
+                                     tf.constant(image_window))
+            for e, g in zip(expected, got):
+                np.testing.assert_array_equal(g.numpy(), e)
 
 
 def test_paste_masks_equals_numpy():

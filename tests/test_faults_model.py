@@ -79,12 +79,10 @@ def test_predict_output_names_taken_by_the_wrong_kind(small_model_files, tmp_pat
     assert tree_digest(out) == before
 
 
-def test_predict_on_a_full_disk_keeps_finished_images_and_resumes(small_model_files, reuse_built_models, tmp_path,
-                                                                  monkeypatch):
+def interrupted_predict(monkeypatch, out: Path, config, weights, *inputs) -> None:
+    """A predict of ``inputs`` into ``out`` stopped by a full disk at its third overlay (two images finished)."""
     from mrcnn.io import images as image_io
 
-    config, weights = small_model_files
-    out = tmp_path / "out"
     real_write = image_io.write_image
     calls = []
 
@@ -94,18 +92,57 @@ def test_predict_on_a_full_disk_keeps_finished_images_and_resumes(small_model_fi
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write(path, image)
 
-    monkeypatch.setattr(image_io, "write_image", write_until_full)
-    result = run("predict", TEST_IMG, "--out", out, "--weights", weights, "--config", config)
+    with monkeypatch.context() as patch:
+        patch.setattr(image_io, "write_image", write_until_full)
+        result = run("predict", *inputs, "--out", out, "--weights", weights, "--config", config)
     one_line_error(result, 1, "No space left on device", "--resume")
+
+
+def test_predict_on_a_full_disk_keeps_finished_images_and_resumes(small_model_files, reuse_built_models, tmp_path,
+                                                                  monkeypatch):
+    config, weights = small_model_files
+    out = tmp_path / "out"
+    interrupted_predict(monkeypatch, out, config, weights, TEST_IMG)
     assert no_temporary_files(out) and not (out / "predictions.json").exists()
     assert len(list(out.glob("*.png"))) == 2  # the two finished overlays are kept
-    monkeypatch.setattr(image_io, "write_image", real_write)
     resumed = run("predict", TEST_IMG, "--out", out, "--weights", weights, "--config", config, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert "2 of 6 images were done before" in resumed.output
     images = json.loads((out / "images.json").read_text())["images"]
     assert sorted(i["file_name"] for i in images) == sorted(p.name for p in TEST_IMG.glob("*.png"))
     assert not (out / ".predict-journal").exists()
+
+
+def test_predict_resume_knows_the_images_however_their_folder_is_spelled(small_model_files, reuse_built_models,
+                                                                         tmp_path, monkeypatch):
+    config, weights = small_model_files
+    out = tmp_path / "out"
+    interrupted_predict(monkeypatch, out, config, weights, TEST_IMG)  # an absolute path
+    monkeypatch.chdir(REPO)
+    resumed = run("predict", "test_img/", "--out", out, "--weights", weights, "--config", config, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 of 6 images were done before" in resumed.output
+    images = json.loads((out / "images.json").read_text())["images"]
+    assert sorted(i["id"] for i in images) == [1, 2, 3, 4, 5, 6]  # each image once
+    ids = {r["image_id"] for r in json.loads((out / "predictions.json").read_text())}
+    assert ids <= {1, 2, 3, 4, 5, 6}
+
+
+def test_predict_resume_with_other_inputs_is_refused(small_model_files, reuse_built_models, tmp_path, monkeypatch):
+    config, weights = small_model_files
+    out = tmp_path / "out"
+    interrupted_predict(monkeypatch, out, config, weights, TEST_IMG)
+    journal = (out / ".predict-journal").read_bytes()
+    others = tmp_path / "others"
+    others.mkdir()
+    (others / "mine.png").write_bytes((TEST_IMG / "test.png").read_bytes())
+    result = run("predict", others, "--out", out, "--weights", weights, "--config", config, "--resume")
+    one_line_error(result, 2, "--resume", "2 finished images", "not among these inputs")
+    # The same photos in another order would number them differently (ids follow the input order here).
+    reordered = sorted(TEST_IMG.glob("*.png"), reverse=True)
+    result = run("predict", *reordered, "--out", out, "--weights", weights, "--config", config, "--resume")
+    one_line_error(result, 2, "--resume", "number the images differently")
+    assert (out / ".predict-journal").read_bytes() == journal and not (out / "predictions.json").exists()
 
 
 def test_train_on_a_full_disk_at_a_checkpoint(tmp_path, monkeypatch):
@@ -216,6 +253,46 @@ def test_evaluate_rejects_bad_result_values(tmp_path, change, fragment):
     result = run("evaluate", "-a", tmp_path / "gt.json", "-r", tmp_path / "res.json")
     one_line_error(result, 2, "record 0", fragment)
     assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"width": "abc"}, "width 'abc', not a positive integer"),
+    ({"height": 0}, "height 0, not a positive integer"),
+    ({"id": "1"}, "id '1', not an integer"),
+    ({"file_name": None}, "file_name None, not a string"),
+])
+def test_evaluate_rejects_bad_ground_truth_values(tmp_path, change, fragment):
+    image = {"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}
+    gt = {"images": [{**image, **change}], "categories": [{"id": 1, "name": "top"}], "annotations": []}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps([]))
+    one_line_error(run("evaluate", "-a", tmp_path / "gt.json", "-r", tmp_path / "res.json"), 2, "gt.json", fragment)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_evaluate_stopped_while_scoring_keeps_its_detections_and_no_stale_metrics(
+        small_model_files, reuse_built_models, tmp_path, monkeypatch):
+    from df2coco.convert import convert_split
+    from df2coco.synthetic.split import generate_split
+    from fseg import cmd_evaluate
+    from fseg.cli_util import Interrupted
+
+    config, weights = small_model_files
+    generate_split(tmp_path / "val", 2, seed=4, min_side=64, max_side=128, workers=1)
+    convert_split(tmp_path / "val", tmp_path / "val.json", workers=1)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"an earlier run": 1}')
+
+    def stopped(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(cmd_evaluate, "score", stopped)
+    result = run("evaluate", "-a", tmp_path / "val.json", "-i", tmp_path / "val" / "image", "-w", weights,
+                 "-c", config, "--out", out)
+    one_line_error(result, 143, "SIGTERM", f"the detections are in {out / 'results.json'}", "--results")
+    assert isinstance(json.loads((out / "results.json").read_text()), list)
+    assert not (out / "metrics.json").exists()  # it scored other detections
 
 
 # ---------------------------------------------------------------- 11: signals, and resuming after them

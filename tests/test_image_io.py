@@ -109,6 +109,21 @@ def test_truncated_png_raises(tmp_path):
         read_image_rgb(tmp_path / "cut.png")
 
 
+def test_big_photos_read_up_to_twice_pillows_limit(tmp_path, monkeypatch):
+    # Scaled down: with a limit of 1,000 pixels, 1,200 reads (as a 108 MP photo does under Pillow's 89.5 MP
+    # default) and 2,500 is refused with a one-line error.
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "big.png")
+    Image.new("RGB", (50, 50), (1, 2, 3)).save(tmp_path / "huge.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image_rgb(tmp_path / "big.png").shape == (30, 40, 3)
+    with pytest.raises(ImageReadError, match="huge.png: image too large: over 0 megapixels .*downscale"):
+        read_image_rgb(tmp_path / "huge.png")
+
+
 def test_missing_file_and_folder_raise(tmp_path):
     with pytest.raises(ImageReadError, match="not found"):
         read_image_rgb(tmp_path / "nope.jpg")
@@ -158,3 +173,20 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
         write_image(target, random_rgb(seed=2))
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+
+
+def test_a_failed_write_names_the_file_not_its_temporary(tmp_path):
+    import errno
+
+    from mrcnn.io.files import atomic_write
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def full_disk(f):  # what f.write raises on a full disk: an OSError with no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as err:
+        atomic_write(target, full_disk)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

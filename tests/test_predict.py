@@ -342,3 +342,36 @@ def test_damaged_weights_file_is_a_one_line_error(small_model_files, tmp_path):
     assert result.exit_code == 1, result.output
     assert len(error_lines(result)) == 1 and "damaged.h5" in error_lines(result)[0]
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_very_thin_photo_is_segmented_like_any_other(small_model_files, reuse_built_models, tmp_path):
+    # Resized to fit the 256 px square, 3 x 4000 pixels would round to 0 rows: it keeps 1.
+    config_path, weights_path = small_model_files
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (4000, 3), (200, 100, 50)).save(folder / "strip.png")
+    shutil.copy(TEST_IMG / "test.png", folder / "test.png")
+    result = run([folder, "--out", tmp_path / "out", "--weights", weights_path, "--config", config_path])
+    assert result.exit_code == 0, result.output
+    images = json.loads((tmp_path / "out" / "images.json").read_text())["images"]
+    assert {(i["file_name"], i["height"], i["width"]) for i in images} >= {("strip.png", 3, 4000)}
+    assert np.asarray(Image.open(tmp_path / "out" / "strip.png")).shape == (3, 4000, 3)
+
+
+@pytest.mark.slow
+def test_weights_of_another_model_are_refused_not_run_on_random_layers(small_model_files, tmp_path):
+    import h5py
+
+    config_path, weights_path = small_model_files
+    partial = tmp_path / "no_mask_layer.h5"
+    shutil.copy(weights_path, partial)
+    with h5py.File(partial, "r+") as f:  # the file without one layer (the mask head's last conv)
+        names = [n for n in f.attrs["layer_names"] if (n.decode() if isinstance(n, bytes) else n) != "mrcnn_mask"]
+        assert len(names) == len(f.attrs["layer_names"]) - 1
+        f.attrs["layer_names"] = names
+        del f["mrcnn_mask"]
+    result = run([TEST_IMG / "test.png", "--out", tmp_path / "out", "--weights", partial, "--config", config_path])
+    assert result.exit_code == 1, result.output
+    assert len(error_lines(result)) == 1 and "no weights for 1 of the model's" in error_lines(result)[0]
+    assert "mrcnn_mask" in error_lines(result)[0] and not (tmp_path / "out").exists()

@@ -60,7 +60,7 @@ from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.ops.image_meta import compose_image_meta_graph
 from mrcnn.ops.instance_fields import InstanceField, place_points
 from mrcnn.ops.masks import extract_bboxes_graph, minimize_masks_graph
-from mrcnn.ops.resize import resize_scale_graph
+from mrcnn.ops.resize import resized_size_graph, resize_scale_graph
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
 log = logging.getLogger(__name__)
@@ -221,8 +221,7 @@ class _Preparer:
         height, width = tf.unstack(tf.cast(original_hw, tf.float64))
         scale = resize_scale_graph(height, width, self.min_dim, self.max_dim, self.min_scale, self.mode)
         scale = scale * scale_jitter(self.augment, _random_streams(element_seed)[1], augmentable)
-        resized = tf.cast(tf.round(tf.stack([height, width]) * scale), tf.int32)
-        return tf.maximum(resized, 1), scale
+        return resized_size_graph(original_hw, scale), scale
 
     def __call__(self, image_id, loaded: dict, active_class_ids, element_seed, augmentable=True) -> dict:
         """One image's training inputs (unbatched shapes of the module docstring)."""

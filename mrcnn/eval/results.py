@@ -211,6 +211,12 @@ def ground_truth_from_dict(data: Any, source: str = "ground truth") -> COCO:
     for image in data["images"]:
         if not isinstance(image, dict) or not all(k in image for k in ("id", "width", "height")):
             raise EvaluationError(f"{source}: an image lacks id, width or height")
+        for key in ("id", "width", "height"):
+            if type(image[key]) is not int or (key != "id" and image[key] < 1):
+                raise EvaluationError(f"{source}: image {_id_of(image)} has {key} {image[key]!r}, not "
+                                      f"{'an integer' if key == 'id' else 'a positive integer'}")
+        if not isinstance(image.get("file_name", ""), str):
+            raise EvaluationError(f"{source}: image {image['id']} has file_name {image['file_name']!r}, not a string")
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id", "bbox", "area")):
             raise EvaluationError(f"{source}: annotation {_id_of(ann)} lacks id, image_id, category_id, bbox or area")
@@ -252,7 +258,7 @@ def check_results(gt: COCO, records: Sequence[Any], source: str = "results") -> 
         bad = sorted({r[key] for r in records if r[key] not in known}, key=str)
         if bad:
             raise EvaluationError(f"{source}: {len(bad)} {what} not in the ground truth: "
-                                  f"{', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
+                                  f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''} "
                                   f"(ground truth has {', '.join(map(str, sorted(known)[:15]))}"
                                   f"{' ...' if len(known) > 15 else ''})")
     has_boxes = [("bbox" in r) for r in records]

@@ -14,6 +14,7 @@ under the real name (and an existing one, replaced with ``force``, stays whole u
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -35,12 +36,19 @@ class ExportError(Exception):
 
 
 def check_export_target(out_dir: str | os.PathLike, force: bool) -> None:
-    """Raise ExportError when ``out_dir`` must not be written: it exists (without ``force``) or is a file."""
+    """Raise ExportError when ``out_dir`` must not be written: it exists (without ``force``) or is a file.
+
+    ``force`` replaces an earlier export (a folder with a saved_model.pb) or an empty folder, never any other
+    folder: ``--out logs --force`` must not delete a user's training runs.
+    """
     out_dir = Path(out_dir)
     if out_dir.is_file():
         raise ExportError(f"{out_dir}: a file of that name exists; give a folder name for the export")
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir} exists; choose another --out or pass --force to replace it")
+    if out_dir.is_dir() and not (out_dir / SAVED_MODEL_FILE).is_file() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir} exists and is not an export (no {SAVED_MODEL_FILE}); --force replaces only an "
+                          f"earlier export or an empty folder: choose another --out")
 
 
 def check_exportable(config) -> None:
@@ -70,7 +78,8 @@ def write_export(model, out_dir: str | os.PathLike, info: dict, *, force: bool =
     """Save an inference ``MaskRCNN`` (weights loaded) as a SavedModel folder ``out_dir``; returns it.
 
     Raises ExportError (existing target without ``force``, a training resize mode) before anything is
-    written; OSError from the file system (the temporary folder is removed).
+    written; OSError from the file system, TensorFlow's own write errors included (a full disk while the
+    variables are saved): the temporary folder and any parent folders made for the export are removed.
     """
     import tensorflow as tf
 
@@ -80,20 +89,44 @@ def write_export(model, out_dir: str | os.PathLike, info: dict, *, force: bool =
     check_export_target(out_dir, force)
     check_exportable(model.config)
     class_names = list(model.config.class_names())
+    made = _make_parents(out_dir)
     tmp = temporary_sibling(out_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="fseg-export-") as staging:
             names_file = Path(staging) / CLASS_NAMES_FILE
             names_file.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
             module = ServingModule(model, class_names, str(names_file))
-            tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+            try:
+                tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+            except tf.errors.OpError as exc:  # SaveV2 and the file ops report the OS's errors this way
+                raise _as_os_error(exc, out_dir) from None
         (tmp / INFO_FOLDER).mkdir()
         (tmp / INFO_FOLDER / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         _replace_folder(tmp, out_dir, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
         raise
     return out_dir
+
+
+def _make_parents(out_dir: Path) -> list[Path]:
+    """Create the missing folders above ``out_dir``; returns them, outermost first."""
+    missing = [p for p in reversed(out_dir.absolute().parents) if not p.exists()]
+    for folder in missing:
+        folder.mkdir()
+    return missing
+
+
+def _as_os_error(exc, path: Path) -> OSError:
+    """A TensorFlow error from writing ``path`` as an OSError with a one-line reason (the errno when known)."""
+    reason = " ".join(exc.message.split()).split("[Op:")[0].strip()
+    for code in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+        if os.strerror(code) in reason:
+            return OSError(code, os.strerror(code), str(path))
+    return OSError(errno.EIO, reason[-200:], str(path))
 
 
 def _replace_folder(new: Path, target: Path, force: bool) -> None:

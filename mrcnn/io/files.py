@@ -74,12 +74,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     """Create ``path`` whole or not at all: ``write(f)`` fills a temporary file that is then renamed.
 
     The result gets the usual permissions (0666 minus the umask). Raises what ``write``, the
-    file system or the rename raise (OSError for a full or read-only disk); nothing is left behind.
+    file system or the rename raise (OSError for a full or read-only disk, naming ``path``, not the
+    temporary file: a failed ``f.write`` names no file at all); nothing is left behind.
     """
-    with atomic_path(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+    tmp = None
+    try:
+        with atomic_path(path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+    except OSError as exc:
+        if exc.filename is not None and str(exc.filename) != str(tmp):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = None) -> None:

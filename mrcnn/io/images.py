@@ -12,7 +12,10 @@ quirks are settled here, once:
 * 16-bit samples are scaled to 8 bits (``round(v / 257)``, so 65535 -> 255);
 * the EXIF orientation tag is applied (phone JPEGs are stored sideways and
   tagged), so the array is the photo the way viewers display it, and boxes and
-  masks refer to that frame.
+  masks refer to that frame;
+* size: up to twice Pillow's ``Image.MAX_IMAGE_PIXELS`` (179 megapixels by
+  default: a 108 MP phone photo reads, with no warning); larger files are
+  refused by Pillow's decompression-bomb guard, which a program may raise.
 
 Failures raise :class:`ImageReadError` with a one-line message naming the file.
 This module uses Pillow and NumPy only (no TensorFlow).
@@ -59,7 +62,7 @@ def read_image_rgb(path: str | os.PathLike, apply_exif: bool = True) -> np.ndarr
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big photo; the error stays
             with Image.open(path) as img:
                 img.load()
                 if apply_exif:
@@ -69,8 +72,10 @@ def read_image_rgb(path: str | os.PathLike, apply_exif: bool = True) -> np.ndarr
         raise ImageReadError(file_problem(path, exc, "image")) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (or a format Pillow cannot decode)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"{path}: image too large ({_one_line(exc)})") from None
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageReadError(f"{path}: image too large: over {limit:.0f} megapixels (Pillow's limit against "
+                             f"decompression bombs); downscale it first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({_one_line(exc)})") from None
 

@@ -88,6 +88,21 @@ def resize_scale_graph(height, width, min_dim, max_dim, min_scale, mode):
     return scale
 
 
+def resized_size(height, width, scale):
+    """(h, w) of an image of ``height`` x ``width`` pixels resized by ``scale``: rounded, at least 1 px.
+
+    A very thin image (3 x 4000 into a 1024 square) would otherwise round to 0 rows.
+    """
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resized_size_graph(hw, scale):
+    """:func:`resized_size` in TensorFlow: ``hw`` [2] int (H, W), ``scale`` float64 -> [2] int32 (h, w)."""
+    import tensorflow as tf
+
+    return tf.maximum(tf.cast(tf.round(tf.cast(hw, tf.float64) * scale), tf.int32), 1)
+
+
 def _centered_padding(size, target):
     before = (target - size) // 2
     return before, target - size - before
@@ -130,7 +145,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
 
     scale = resize_scale(height, width, min_dim, max_dim, min_scale, mode)
     if scale != 1:
-        image = resize_bilinear(image, (round(height * scale), round(width * scale)), preserve_range=True)
+        image = resize_bilinear(image, resized_size(height, width, scale), preserve_range=True)
     height, width = image.shape[:2]
     crop = None
     if mode == "square":
@@ -268,7 +283,7 @@ def resize_image_graph(image, min_dim=None, max_dim=None, min_scale=None, mode="
         return image, tf.stack([0, 0, height, width]), tf.constant(1.0, tf.float64)
 
     scale = resize_scale_graph(height, width, min_dim, max_dim, min_scale, mode)
-    new_hw = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float64) * scale), tf.int32)
+    new_hw = resized_size_graph(tf.stack([height, width]), scale)
     image = tf.cond(tf.equal(scale, 1.0), lambda: image,
                     lambda: tf.cast(resize_bilinear_graph(image, new_hw), image.dtype))  # cast truncates
     height, width = new_hw[0], new_hw[1]

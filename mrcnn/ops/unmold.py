@@ -37,6 +37,7 @@ def unmold_boxes(detections, original_image_shape, image_shape, window):
     wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window), image_shape[:2])
     shift = np.array([wy1, wx1, wy1, wx1])
     extent = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    extent = np.where(extent > 0, extent, 1)  # a window 1 px high or wide (a thin strip of a photo): no divide by 0
     boxes = denorm_boxes((detections[:count, :4] - shift) / extent, original_image_shape[:2])
     rows = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
     return (rows, boxes[rows], detections[rows, 4].astype(np.int32), detections[rows, 5].astype(np.float32))
@@ -66,6 +67,7 @@ def unmold_boxes_graph(detections, original_hw, image_hw, window):
     wy1, wx1, wy2, wx2 = tf.unstack(tf.cast((tf.cast(window, tf.float64) - shift64) / frame(image_hw), tf.float32))
     shift = tf.stack([wy1, wx1, wy1, wx1])
     extent = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    extent = tf.where(extent > 0, extent, 1.0)
     normalized = (detections[:count, :4] - shift) / extent  # [count, 4] float32, original image frame
     boxes = tf.cast(tf.round(tf.cast(normalized, tf.float64) * frame(original_hw) + shift64), tf.int32)
     rows = tf.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[:, 0]
