@@ -172,16 +172,23 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
         val_set = _load_dataset(val_annotations, val_images, config, "validation") if val_annotations else None
 
     model = _build_model(runtime, config, choice, logs_dir, strategy)
-    echo_err(f"run folder: {model.log_dir} (starting after epoch {model.epoch})")
+    _check_stage_layers(model, stages)
     if time_limit is None and all(stage["epochs"] <= model.epoch for stage in stages):
         echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
                  f"{stages[-1]['epochs']} (raise --epochs)")
         return
+    resumed = model.log_dir_claimed  # continuing the checkpoint's own run, in its folder
+    model.claim_log_dir()  # before it is shown: two runs started in the same second get different folders
+    echo_err(f"run folder: {model.log_dir} ({'continuing the run' if resumed else 'a new run'}, "
+             f"starting after epoch {model.epoch})")
     from mrcnn.data.augmentation import Augmentation
 
     # The built-in flips, scale jitter and colour changes, asked for explicitly (the library's default is none).
     augmentation = None if no_augment else Augmentation()
-    _run_stages(model, train_set, val_set, stages, time_limit, augmentation=augmentation, seed=seed)
+    resume = "--weights last" + (f" --config {config_path}" if config_path else "") + (
+        f" --logs {logs_dir}" if str(logs_dir) != "logs" else "")
+    _run_stages(model, train_set, val_set, stages, time_limit, augmentation=augmentation, seed=seed,
+                max_epoch=epochs, resume=resume)
 
 
 def _build_model(runtime, config, choice, logs_dir, strategy):
@@ -207,7 +214,18 @@ def _build_model(runtime, config, choice, logs_dir, strategy):
     return model
 
 
-def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
+def _check_stage_layers(model, stages) -> None:
+    """Exit 2 when a stage's layers (--layers, or a TRAIN_SCHEDULE entry) select no layer of the model."""
+    from mrcnn.train.layer_groups import layer_regex, matching_layers, no_layer_message
+
+    for layers in dict.fromkeys(stage["layers"] for stage in stages):
+        if not matching_layers(model.keras_model, layer_regex(layers, model.roi_heads)):
+            raise CommandError(no_layer_message(layers), EXIT_USAGE)
+
+
+def _run_stages(model, train_set, val_set, stages, time_limit, max_epoch=None, resume="--weights last",
+                **train_options):
+    from mrcnn.data.dataset import DatasetError
     from mrcnn.train.schedule import run_schedule
 
     def announce(stage, learning_rate, epoch):
@@ -217,14 +235,17 @@ def _run_stages(model, train_set, val_set, stages, time_limit, **train_options):
 
     try:
         summary = run_schedule(model, train_set, val_set, stages, time_limit=time_limit and time_limit * 60,
-                               announce=announce, verbose=1 if sys.stdout.isatty() else 2, **train_options)
+                               max_epoch=max_epoch, announce=announce, verbose=1 if sys.stdout.isatty() else 2,
+                               **train_options)
     except KeyboardInterrupt as exc:
         kept = f"checkpoints up to epoch {model.epoch} kept" if model.epoch else "no epoch was completed"
         signum = getattr(exc, "signum", signal.SIGINT)
         raise CommandError(f"interrupted during epoch {model.epoch + 1}; {kept} in {model.log_dir}; "
-                           f"resume with --weights last", 128 + signum) from None
+                           f"resume with {resume}", 128 + signum) from None
     except FloatingPointError as exc:
         raise CommandError(str(exc), EXIT_FAILED) from None
+    except DatasetError as exc:  # no training image could be read
+        raise CommandError(f"{exc}; nothing to train on", EXIT_FAILED) from None
     except OSError as exc:  # a checkpoint or log that could not be written (full or read-only disk)
         from mrcnn.train.callbacks import CheckpointWriteError
 
@@ -253,17 +274,14 @@ def _strategy(gpus: int):
 def _load_dataset(annotations, images, config, what):
     from fseg.runtime import annotation_fields
     from mrcnn.data.coco import CocoDataset
+    from mrcnn.data.dataset import DatasetError
+    from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
 
     dataset = CocoDataset()
     fields = annotation_fields(config)
     dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES, class_aliases=config.CLASS_ALIASES,
                       annotation_fields=fields)
     dataset.prepare()
-    for field in fields:  # e.g. a file converted with --no-keypoints for a config with the landmark head
-        if what == "training" and not any(ann.get(field) is not None for info in dataset.image_info
-                                          for ann in info["annotations"]):
-            raise CommandError(f"{annotations}: no annotation has '{field}', which the config's ROI_HEADS "
-                               f"({', '.join(config.ROI_HEADS)}) train on", EXIT_USAGE)
     echo_err(f"{what}: {dataset.num_images} images ({dataset.num_missing_images} missing on disk, "
              f"{dataset.num_empty_images} without instances)")
     for line in dataset.problems[:5]:
@@ -272,6 +290,15 @@ def _load_dataset(annotations, images, config, what):
         echo_err(f"  ... and {len(dataset.problems) - 5} more")
     if what == "training" and dataset.num_empty_images == dataset.num_images:
         raise CommandError(f"{annotations}: no image has an annotated instance: nothing to train on", EXIT_USAGE)
+    for field in fields:  # e.g. a file converted with --no-keypoints for a config with the landmark head
+        if what == "training" and not any(ann.get(field) is not None for info in dataset.image_info
+                                          for ann in info["annotations"]):
+            raise CommandError(f"{annotations}: no annotation has '{field}', which the config's ROI_HEADS "
+                               f"({', '.join(config.ROI_HEADS)}) train on", EXIT_USAGE)
+    try:
+        dataset.check_instance_fields(instance_fields(build_roi_heads(config)))
+    except DatasetError as exc:
+        raise CommandError(f"{annotations}: {exc}", EXIT_USAGE) from None
     if dataset.num_images < config.BATCH_SIZE:
         raise CommandError(f"{what} set has {dataset.num_images} usable images, fewer than the batch size "
                            f"{config.BATCH_SIZE}", EXIT_USAGE)

@@ -151,20 +151,37 @@ class MaskRCNN:
         """Sets ``log_dir``, ``epoch`` and ``checkpoint_path``; continues a run when
         ``model_path`` is one of its checkpoints (matterport's naming).
 
-        A new run's folder is only named here (to the second); training claims it with
-        :meth:`claim_log_dir`, which picks another name if a run already uses it.
+        The epochs count on from a checkpoint's epoch. Training goes on in the checkpoint's own
+        folder only when that is a run under ``model_dir`` and the checkpoint is its newest: a run's
+        later checkpoints are never overwritten, and a run in another logs folder is left alone (a
+        new run starts under ``model_dir``). A new run's folder is only named here (to the second);
+        training claims it with :meth:`claim_log_dir`, which picks another name if a run already uses it.
         """
         self.epoch = 0
         self._run_start = datetime.datetime.now()
         name = self.config.NAME or "mrcnn"
         parsed = checkpoints.parse_checkpoint(model_path, name) if model_path else None
         if parsed is not None:
-            self.log_dir, self.epoch = str(parsed.log_dir), parsed.epoch
+            self.epoch = parsed.epoch
+        if parsed is not None and self._continues(parsed, name):
+            self.log_dir = str(parsed.log_dir)
             self._log_dir_claimed = True  # resuming: the run's own folder
         else:
             self.log_dir = str(Path(self.model_dir) / checkpoints.log_dir_name(name, self._run_start))
             self._log_dir_claimed = False
         self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+
+    def _continues(self, parsed, name: str) -> bool:
+        """True when training from checkpoint ``parsed`` goes on in its run's folder (see :meth:`set_log_dir`)."""
+        if Path(parsed.log_dir).resolve().parent != Path(self.model_dir).resolve():
+            return False
+        newest = checkpoints.newest_checkpoint_in(parsed.log_dir, name)
+        return newest is None or checkpoints.parse_checkpoint(newest, name).epoch <= parsed.epoch
+
+    @property
+    def log_dir_claimed(self) -> bool:
+        """True once ``log_dir`` is this run's own (a resumed run's folder, or one :meth:`claim_log_dir` made)."""
+        return self._log_dir_claimed
 
     def claim_log_dir(self) -> Path:
         """Create this run's folder (once); a new run never shares a folder with another run."""

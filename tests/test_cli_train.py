@@ -268,7 +268,7 @@ def test_interrupt_exits_130_and_keeps_the_finished_epoch(runs):
     assert first.exit_code == 130, first.output
     assert error_lines(first) == [
         f"Error: interrupted during epoch 2; checkpoints up to epoch 1 kept in {runs['run_dir']}; "
-        f"resume with --weights last"]
+        f"resume with --weights last --config {runs['run_dir'].parent.parent / 'tiny.toml'} --logs {runs['logs']}"]
     files = runs["files_after_first"]
     assert f"mask_rcnn_{NAME}_0001.h5" in files
     assert f"mask_rcnn_{NAME}_0002.h5" not in files
@@ -278,7 +278,7 @@ def test_interrupt_exits_130_and_keeps_the_finished_epoch(runs):
 def test_resume_continues_from_the_last_checkpoint_with_its_weights(runs):
     second = runs["second"]
     assert f"weights: {runs['run_dir'] / f'mask_rcnn_{NAME}_0001.h5'}" in second.output
-    assert f"run folder: {runs['run_dir']} (starting after epoch 1)" in second.output
+    assert f"run folder: {runs['run_dir']} (continuing the run, starting after epoch 1)" in second.output
     assert (runs["run_dir"] / f"mask_rcnn_{NAME}_0002.h5").is_file()
     assert [p for p in runs["logs"].iterdir() if p.is_dir()] == [runs["run_dir"]]  # same run folder
     # The weights training resumed from are exactly those of checkpoint 1.

@@ -174,9 +174,20 @@ class CocoDataset(Dataset):
                     raise DatasetError(f"instance field {field.name!r} was not kept: pass "
                                        f"annotation_fields=[{field.name!r}] to load_coco")
                 raw = ann[field.name]
-                rows.append(np.zeros(field.shape) if raw is None else np.reshape(np.asarray(raw, float), field.shape))
+                rows.append(np.zeros(field.shape) if raw is None else _field_array(raw, field, ann))
             values[field.name] = np.asarray(rows, dtype=field.dtype).reshape((-1, *field.shape))
         return values
+
+    def check_instance_fields(self, fields) -> None:
+        """Raise DatasetError (one line, naming the annotation) for a kept field value that is not a list of the
+        field's size, so that a bad file fails before training rather than in the input pipeline's first batch.
+        (Its numbers are checked as each image loads: a pass over every value of a split would take minutes.)"""
+        for info in self.image_info:
+            for ann in info.get("annotations", ()):
+                for field in fields:
+                    raw = ann.get(field.name)
+                    if raw is not None and not (isinstance(raw, list) and len(raw) == int(np.prod(field.shape))):
+                        _raise_bad_field(raw, field, ann)
 
     def load_instances_resized(self, image_id: int, height: int, width: int, fields=()):
         """Masks, class ids and fields of the instances whose mask is not empty at (height, width)."""
@@ -266,6 +277,23 @@ def _group_annotations(annotations: list, category_to_class: dict[int, int], pat
             "iscrowd": int(ann.get("iscrowd", 0)), "segmentation": ann.get("segmentation"),
             **{key: ann.get(key) for key in keep}})
     return grouped
+
+
+def _field_array(raw, field, ann: dict) -> np.ndarray:
+    """``raw`` as a ``field.shape`` array if it is a flat list of that many finite numbers, else DatasetError."""
+    try:
+        values = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError):
+        _raise_bad_field(raw, field, ann)
+    if values.shape != (int(np.prod(field.shape)),) or not np.isfinite(values).all():
+        _raise_bad_field(raw, field, ann)
+    return values.reshape(field.shape)
+
+
+def _raise_bad_field(raw, field, ann: dict):
+    got = f"{len(raw)} values" if isinstance(raw, list) else f"a {type(raw).__name__}"
+    raise DatasetError(f"annotation {ann.get('id')}: '{field.name}' has {got}; it needs "
+                       f"{int(np.prod(field.shape))} finite numbers ({' x '.join(map(str, field.shape))})")
 
 
 def _files_in(folder: Path) -> set[str]:

@@ -30,6 +30,7 @@ class SkippedImages:
         self._lock = threading.Lock()
         self.reasons: dict[int, str] = {}
         self._reported = 0
+        self.nothing_readable: str | None = None  # set, with a one-line message, when a pipeline can read no image
 
     def add(self, image_id: int, reason: str) -> None:
         with self._lock:
@@ -50,10 +51,15 @@ class SkippedImages:
 class ImageLoader:
     """Decodes an image, and rasterises its masks and reads its instance fields at the size ``resize_plan`` chooses."""
 
-    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...], skip_sources: set, skipped: SkippedImages):
+    def __init__(self, dataset: Dataset, fields: tuple[InstanceField, ...], skip_sources: set, skipped: SkippedImages,
+                 images_in_pipeline: int | None = None):
         self.dataset = dataset
         self.fields = fields
         self.skipped = skipped
+        # A pipeline that repeats and drops unreadable images would wait forever for a batch if none can be read:
+        # once all of its images failed, the next failure raises instead (``skipped.nothing_readable`` says why).
+        self.images_in_pipeline = images_in_pipeline
+        self.unreadable_here: set[int] = set()
         self.augment_flags = tf.constant([info["source"] not in skip_sources for info in dataset.image_info])
         self.size_warned: set[int] = set()  # images whose file size differs from the annotated size
         active = np.stack([dataset.active_class_ids(i) for i in dataset.image_ids]).astype(np.float32)
@@ -110,13 +116,21 @@ class ImageLoader:
             image = np.ascontiguousarray(self.dataset.load_image(image_id), dtype=np.uint8)
         except Exception as exc:  # a truncated or corrupt file, a dataset's own error: skip the image
             path = self.dataset.image_info[image_id].get("path")
-            self.skipped.add(image_id, str(exc) if path and str(path) in str(exc) else f"{path}: {exc}")
-            return _UNREADABLE, np.bool_(False)
+            return self._unreadable(image_id, str(exc) if path and str(path) in str(exc) else f"{path}: {exc}")
         if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            self.skipped.add(image_id, f"{self.dataset.image_info[image_id].get('path')}: not an RGB image "
-                                       f"(shape {image.shape})")
-            return _UNREADABLE, np.bool_(False)
+            return self._unreadable(image_id, f"{self.dataset.image_info[image_id].get('path')}: not an RGB image "
+                                              f"(shape {image.shape})")
         return image, np.bool_(True)
+
+    def _unreadable(self, image_id: int, reason: str):
+        """Record a failed image; what a failed decode returns, or an error when no image of the pipeline reads."""
+        self.skipped.add(image_id, reason)
+        self.unreadable_here.add(image_id)
+        if self.images_in_pipeline is not None and len(self.unreadable_here) >= self.images_in_pipeline:
+            self.skipped.nothing_readable = (f"none of the {self.images_in_pipeline} images of the input could be "
+                                             f"read (e.g. {reason})")
+            raise RuntimeError(self.skipped.nothing_readable)  # ends the tf.data iterator with an error
+        return _UNREADABLE, np.bool_(False)
 
     def _instances(self, image_id, original_hw, resized_hw, readable):
         image_id = int(image_id)

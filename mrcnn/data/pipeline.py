@@ -129,8 +129,6 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), sk
 def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields, skip_sources,
            batch_size, skipped, shard) -> tf.data.Dataset:
     _check_inputs(dataset, config)
-    loader = ImageLoader(dataset, fields, skip_sources, skipped)
-    prepare = _Preparer(config, augment, training, fields)
     pipelines, index = shard or (1, 0)
     if not 0 <= index < pipelines:
         raise ValueError(f"shard index {index} is not in 0..{pipelines - 1}")
@@ -139,6 +137,8 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
     if count == 0:
         raise DatasetError(f"input pipeline {index} of {pipelines} has no images: "
                            f"{len(dataset.image_ids)} images for {pipelines} pipelines")
+    loader = ImageLoader(dataset, fields, skip_sources, skipped, images_in_pipeline=count)
+    prepare = _Preparer(config, augment, training, fields)
     if shuffle:
         ids = ids.shuffle(count, seed=seed + index, reshuffle_each_iteration=True)
     if repeat:

@@ -54,3 +54,21 @@ def set_trainable(model: keras.Model, regex: str) -> list[str]:
         if layer.trainable:
             trainable.append(layer.name)
     return trainable
+
+
+def matching_layers(model: keras.Model, regex: str) -> list[str]:
+    """Names of the layers with weights (nested models searched) whose name fully matches ``regex``; changes
+    nothing (:func:`set_trainable` is the one that sets the flags)."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += matching_layers(layer, regex)
+        elif layer.weights and re.fullmatch(regex, layer.name):
+            found.append(layer.name)
+    return found
+
+
+def no_layer_message(layers: str) -> str:
+    """The one-line error for a ``layers`` value that selects no layer (a misspelt group, a regex of no name)."""
+    return (f"layers {layers!r} selects no layer with weights: use a group ({', '.join(LAYER_GROUPS)}) or a "
+            f"regex that matches layer names (e.g. \"mrcnn_.*\")")

@@ -111,8 +111,8 @@ class ScheduleSummary:
 
 
 def run_schedule(model, train_dataset, val_dataset, stages: list[dict], *, time_limit: float | None = None,
-                 announce: Callable[[dict, float, int], None] | None = None, custom_callbacks=(),
-                 **train_options) -> ScheduleSummary:
+                 max_epoch: int | None = None, announce: Callable[[dict, float, int], None] | None = None,
+                 custom_callbacks=(), **train_options) -> ScheduleSummary:
     """Runs ``stages`` on a training-mode ``MaskRCNN`` (see the module docstring).
 
     Args:
@@ -121,6 +121,8 @@ def run_schedule(model, train_dataset, val_dataset, stages: list[dict], *, time_
       train_dataset, val_dataset: prepared ``Dataset`` objects (val may be None).
       stages: from :func:`plan_stages`.
       time_limit: seconds for the whole schedule, counted from this call; None = run by epochs.
+      max_epoch: with a time limit, also stop after this epoch (``fseg train --epochs N --time-limit M``:
+        whichever comes first); None = only the clock ends it.
       announce: called as ``announce(stage, learning_rate, epoch)`` when each stage starts in ``epoch``
         (counted from 1).
       custom_callbacks, train_options: passed to every ``model.train`` call (augmentation, seed, verbose, ...).
@@ -147,7 +149,9 @@ def run_schedule(model, train_dataset, val_dataset, stages: list[dict], *, time_
         if time_limit is None:
             end_epoch = run[-1][2]
         else:
-            end_epoch = model.epoch + _EPOCHS_WITHIN_A_BUDGET
+            end_epoch = model.epoch + _EPOCHS_WITHIN_A_BUDGET if max_epoch is None else max_epoch
+            if end_epoch <= model.epoch:
+                break
             callbacks.insert(0, Deadline(run[-1][2]))
         if announce is not None:
             announce(first, learning_rate, model.epoch + 1)

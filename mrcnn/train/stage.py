@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import logging
 
+import tensorflow as tf
+
+from mrcnn.data.dataset import DatasetError
 from mrcnn.data.image_loader import SkippedImages
 from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
 from mrcnn.modeling.roi_heads import instance_fields
 from mrcnn.train.callbacks import stage_callbacks
-from mrcnn.train.layer_groups import layer_regex, set_trainable
+from mrcnn.train.layer_groups import layer_regex, no_layer_message, set_trainable
 from mrcnn.train.losses import loss_table
 from mrcnn.train.step import TrainingModel, make_optimizer
 
@@ -53,6 +56,8 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
     the stage is interrupted (KeyboardInterrupt passes through) or stopped by a NaN.
     Raises:
       FloatingPointError: a loss became NaN or infinite (one-line message).
+      DatasetError: no image of an input pipeline could be read (one line).
+      ValueError: ``layers`` names no layer with weights.
     """
     config = mrcnn_model.config
     if epochs <= mrcnn_model.epoch:
@@ -73,6 +78,8 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
         log.warning("validation set has fewer images than the batch size %d: no validation", config.BATCH_SIZE)
 
     trainable = set_trainable(mrcnn_model.keras_model, layer_regex(layers, mrcnn_model.roi_heads))
+    if not trainable:
+        raise ValueError(no_layer_message(layers))
     log.info("Starting at epoch %d, LR=%g, training %d layers (%s)", mrcnn_model.epoch, learning_rate,
              len(trainable), layers)
     terms = loss_table(config, mrcnn_model.roi_heads)
@@ -93,6 +100,10 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
             shuffle=False,  # the tf.data pipeline shuffles
             verbose=verbose,
         )
+    except tf.errors.OpError:
+        if skipped.nothing_readable:  # the input pipeline's own error (image_loader): say it in one line
+            raise DatasetError(skipped.nothing_readable) from None
+        raise
     finally:
         if recorder.last_epoch is not None:
             mrcnn_model.epoch = max(mrcnn_model.epoch, recorder.last_epoch)
