@@ -190,3 +190,16 @@ def test_a_failed_write_names_the_file_not_its_temporary(tmp_path):
         atomic_write(target, full_disk)
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_an_atomic_write_never_replaces_what_is_not_a_regular_file(tmp_path):
+    import errno
+
+    from mrcnn.io.files import write_json
+
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as err:
+        write_json(fifo, [1, 2])
+    assert err.value.errno == errno.EINVAL and err.value.filename == str(fifo)
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

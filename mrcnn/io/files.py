@@ -60,6 +60,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     file is removed and the exception passes through; ``path`` is left as it was.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a device such as /dev/null, a FIFO: never renamed over
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     tmp = temporary_sibling(path)
     try:
         yield tmp
