@@ -10,16 +10,20 @@ flight, so memory stays bounded whatever the split size (the file listing
 itself takes a few hundred bytes per image).
 
 Output locations are checked before any work: the output and report must not
-lie inside the split, and their folders must accept a new file.
+lie inside the split, must be regular files if they exist (never a device such as
+``/dev/null``, a FIFO, a socket, a symbolic link), and their folders must accept a
+new file. Temporary files that killed runs left next to them are removed then
+(:mod:`df2coco.leftovers`).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import stat
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -27,11 +31,12 @@ from df2coco.annotation import AREA_MODES, AnnotationOptions
 from df2coco.categories import CATEGORIES, LANDMARK_NAMES
 from df2coco.errors import ConvertError, OutputError
 from df2coco.imagesize import IMAGE_EXTENSIONS
+from df2coco.leftovers import remove_dead_temporary_files
 from df2coco.listing import Listing, list_numbered
 from df2coco.report import Problem
 from df2coco.pool import ordered_results
 from df2coco.worker import ImageResult, ImageTask, convert_chunk
-from df2coco.writer import AtomicTextFile, CocoWriter, with_id
+from df2coco.writer import AtomicTextFile, CocoWriter, annotations_part, with_id
 
 CHUNK_SIZE = 64  # images per unit of work sent to a worker
 IN_FLIGHT_PER_WORKER = 3  # chunks submitted ahead per worker (bounds memory)
@@ -55,6 +60,7 @@ class ConvertResult:
       has_annotations: False for a split without ``annos/`` (images and categories only).
       noise_clipped: items whose coordinates lay at most 1 px outside the image, clipped
         without counting as a problem (annotation noise).
+      leftovers_removed: temporary files of earlier, killed runs to the same outputs, deleted.
     """
 
     out_path: Path
@@ -65,6 +71,7 @@ class ConvertResult:
     report_path: Path | None
     has_annotations: bool
     noise_clipped: int = 0
+    leftovers_removed: list[Path] = field(default_factory=list)
 
     @property
     def num_problems(self) -> int:
@@ -173,7 +180,8 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
       limit: convert only the first ``limit`` file numbers.
       strict: if any problem is found, write no output (the report is still written).
       report_path: write every problem as JSON Lines here.
-      force: replace existing output/report files.
+      force: replace existing output/report files (regular files only). Without it, an output
+        that another process creates during the run is not replaced either (OutputError).
       progress: show a tqdm progress bar on stderr.
       verify_images: decode every image fully (truncated files become ``unreadable_image``).
     Returns:
@@ -189,13 +197,15 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
     _check_options(out_path, report_path, area_mode, limit, workers, force)
     images, annos = resolve_split(split_dir, images_dir, annos_dir)
     _check_outside_split(out_path, report_path, [Path(d) for d in (split_dir, images, annos) if d is not None])
+    leftovers = [removed for path in (out_path, annotations_part(out_path), report_path) if path is not None
+                 for removed in remove_dead_temporary_files(path)]
     options = AnnotationOptions(area_mode=area_mode, keypoints=keypoints and annos is not None,
                                 verify_images=verify_images)
     info = {"description": "DeepFashion2 annotations in COCO format, written by df2coco",
             "area": area_mode, "keypoints": options.keypoints, "has_annotations": annos is not None}
     counts = Counter()
     n_images = n_anns = noise_clipped = 0
-    with _open_outputs(out_path, report_path, info) as (coco, report):
+    with _open_outputs(out_path, report_path, info, replace=force) as (coco, report):
         files, problems = list_split(images, annos, limit)
         _log(problems, counts, report)
         # closing(): if writing fails or a signal arrives, the workers are stopped at once
@@ -214,8 +224,14 @@ def convert_split(split_dir: str | Path | None, out_path: str | Path, *,
         if written:
             coco.commit()
         if report is not None:
-            report.commit()
-    return ConvertResult(out_path, written, n_images, n_anns, counts, report_path, annos is not None, noise_clipped)
+            try:
+                report.commit()
+            except OutputError:
+                if written and not force:  # the output did not exist before: a failed run leaves nothing
+                    out_path.unlink(missing_ok=True)
+                raise
+    return ConvertResult(out_path, written, n_images, n_anns, counts, report_path, annos is not None, noise_clipped,
+                         leftovers)
 
 
 # OS errors that mean the user gave a path we may not write to (bad usage, exit 2), not a failed job.
@@ -223,17 +239,18 @@ _BAD_PATH_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOT
 
 
 @contextlib.contextmanager
-def _open_outputs(out_path: Path, report_path: Path | None, info: dict):
+def _open_outputs(out_path: Path, report_path: Path | None, info: dict, replace: bool):
     """The output writer and the report file (or None), opened before any work.
 
     Creating their temporary files is the writability check: a folder that is
     read-only or not ours fails here, as bad usage, before the split is read.
+    ``replace``: commits replace existing files (False: they fail if the file exists by then).
     """
     with _bad_path_is_usage_error():
-        coco = CocoWriter(out_path, info, coco_categories())
+        coco = CocoWriter(out_path, info, coco_categories(), replace=replace)
     with coco:
         with _bad_path_is_usage_error():
-            report = AtomicTextFile(report_path) if report_path is not None else None
+            report = AtomicTextFile(report_path, replace=replace) if report_path is not None else None
         with report if report is not None else contextlib.nullcontext():
             yield coco, report
 
@@ -275,10 +292,30 @@ def _check_options(out_path: Path, report_path: Path | None, area_mode: str, lim
             raise ConvertError(f"output folder not found: {path.parent}")
         if path.is_dir():
             raise ConvertError(f"output is a folder: {path}")
+        kind = _non_regular_kind(path)
+        if kind is not None:
+            raise ConvertError(f"{path} is {kind}, not a regular file; give a file path")
         if path.exists() and not force:
             raise ConvertError(f"output exists: {path} (use --force to replace it)")
     if report_path is not None and report_path.resolve() == out_path.resolve():
         raise ConvertError("the report and the output must be different files")
+
+
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def _non_regular_kind(path: Path) -> str | None:
+    """What ``path`` is if it exists and is not a regular file or a folder (``"a FIFO"``), else None.
+
+    A symbolic link counts even if it points to a regular file: renaming over it would replace the
+    link, not its target (``/dev/stdout`` is one).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return next((kind for is_kind, kind in _KINDS if is_kind(mode)), None)
 
 
 def _log(problems: list[Problem], counts: Counter, report: AtomicTextFile | None) -> None:

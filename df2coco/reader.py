@@ -13,6 +13,7 @@ file has floats), in DeepFashion2's pixel frame: x to the right, y down, 0-based
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -78,16 +79,68 @@ def read_annotation(path: str | Path, landmarks: bool = True) -> tuple[ImageAnno
     Returns:
       ``(annotation, problems)``; annotation is None when the file cannot be used at
       all (unreadable, not JSON, not a JSON object); problems lists everything found.
+
+    An item key written twice (two ``"item1"`` objects) is a ``bad_field`` problem: the last
+    object is used, as JSON decoders do, and each earlier one is reported as skipped.
     """
     file = str(path)
     try:
-        data = json.loads(read_bytes(path))
+        raw = read_bytes(path)
+        data = decode_json(raw)
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit ('[' * 100000)
+        return None, [Problem(file, None, P.UNREADABLE_FILE, R.SKIPPED_IMAGE, "JSON nested too deeply to read")]
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None, [Problem(file, None, P.UNREADABLE_FILE, R.SKIPPED_IMAGE, _short(exc))]
     if not isinstance(data, dict):
         detail = f"top level is a JSON {type(data).__name__}, not an object"
         return None, [Problem(file, None, P.UNREADABLE_FILE, R.SKIPPED_IMAGE, detail)]
-    return parse_annotation(data, file, landmarks)
+    annotation, problems, num_item_keys = _parse(data, file, landmarks)
+    # Cheap test for repeated item keys (about 0.7 us per KB): the text holds '"item' once per item key
+    # unless a key repeats (or another key or a string starts with "item"); only then is it decoded again.
+    if raw.count(b'"item') != num_item_keys:
+        problems.extend(_repeated_item_keys(raw, file))
+    return annotation, problems
+
+
+_DECODER = json.JSONDecoder()
+
+
+def decode_json(raw: bytes):
+    """``json.loads(raw)``, with the same result and errors, about 2.5 us faster for a usual file.
+
+    A file that starts with ``{`` followed by a non-NUL byte is UTF-8 for ``json.loads`` too
+    (``json.detect_encoding``); it is decoded without detecting the encoding, and the check for
+    text after the value runs only when there is some. Anything else goes to ``json.loads``.
+    """
+    if raw[:1] != b"{" or raw[1:2] == b"\x00":
+        return json.loads(raw)
+    text = raw.decode("utf-8", "surrogatepass")
+    data, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        end = json.decoder.WHITESPACE.match(text, end).end()
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    return data
+
+
+def _repeated_item_keys(raw: bytes, file: str) -> list[Problem]:
+    """A ``bad_field`` problem per earlier object of an item key written more than once at the top level."""
+    top_level_keys: list[str] = []
+
+    def pairs_of(pairs: list[tuple]) -> dict:
+        top_level_keys[:] = [key for key, _ in pairs]  # the top-level object is the last one decoded
+        return dict(pairs)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs_of)
+    except (ValueError, RecursionError):  # decoded once already; cannot happen, but never raise on data
+        return []
+    counts: dict[str, int] = {}
+    for key in top_level_keys:
+        counts[key] = counts.get(key, 0) + 1
+    return [Problem(file, key, P.BAD_FIELD, R.SKIPPED_ITEM,
+                    f"{key} appears {n} times; the last one is used, the {n - 1} earlier one(s) skipped")
+            for key, n in counts.items() if n > 1 and _ITEM_KEY.match(key)]
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -113,28 +166,37 @@ def read_bytes(path: str | Path) -> bytes:
 
 def parse_annotation(data: dict, file: str, landmarks: bool = True) -> tuple[ImageAnnotation, list[Problem]]:
     """Validate an already-decoded annotation object (see :func:`read_annotation`)."""
+    annotation, problems, _ = _parse(data, file, landmarks)
+    return annotation, problems
+
+
+def _parse(data: dict, file: str, landmarks: bool) -> tuple[ImageAnnotation, list[Problem], int]:
+    """:func:`parse_annotation`, plus the number of item keys (``item<digits>``) in ``data``."""
     problems: list[Problem] = []
     source = data.get("source")
     if source not in _SOURCES:
-        problems.append(Problem(file, None, P.BAD_FIELD, R.SET_NULL, f"source is {source!r}, not 'user' or 'shop'"))
+        detail = f"source is {_short_repr(source)}, not 'user' or 'shop'"
+        problems.append(Problem(file, None, P.BAD_FIELD, R.SET_NULL, detail))
         source = None
     pair_id = data.get("pair_id")
     if not _is_int(pair_id):
-        problems.append(Problem(file, None, P.BAD_FIELD, R.SET_NULL, f"pair_id is {pair_id!r}, not an int"))
+        problems.append(Problem(file, None, P.BAD_FIELD, R.SET_NULL, f"pair_id is {_short_repr(pair_id)}, not an int"))
         pair_id = None
     items = []
+    num_item_keys = 0
     for key, value in data.items():
         if key in ("source", "pair_id"):
             continue
         match = _ITEM_KEY.match(key)
         if match is None:
-            problems.append(Problem(file, None, P.BAD_FIELD, R.IGNORED, f"unexpected key {key!r}"))
+            problems.append(Problem(file, None, P.BAD_FIELD, R.IGNORED, f"unexpected key {_short_repr(key)}"))
             continue
+        num_item_keys += 1
         item = _parse_item(key, int(match.group(1)), value, file, problems, landmarks)
         if item is not None:
             items.append(item)
     items.sort(key=lambda it: it.number)
-    return ImageAnnotation(source, pair_id, items), problems
+    return ImageAnnotation(source, pair_id, items), problems, num_item_keys
 
 
 def _parse_item(key: str, number: int, raw, file: str, problems: list[Problem],
@@ -150,7 +212,7 @@ def _parse_item(key: str, number: int, raw, file: str, problems: list[Problem],
     usable = True
     category_id = raw.get("category_id")
     if not _is_int(category_id):
-        problems.append(Problem(file, key, P.BAD_FIELD, R.SKIPPED_ITEM, f"category_id is {category_id!r}"))
+        problems.append(Problem(file, key, P.BAD_FIELD, R.SKIPPED_ITEM, f"category_id is {_short_repr(category_id)}"))
         usable = False
     elif category_id not in CATEGORY_BY_ID:
         problems.append(Problem(file, key, P.UNKNOWN_CATEGORY, R.SKIPPED_ITEM, f"category_id {category_id}"))
@@ -168,7 +230,7 @@ def _parse_item(key: str, number: int, raw, file: str, problems: list[Problem],
     for name in _ATTRIBUTES:
         value = raw.get(name)
         if not _is_int(value):
-            problems.append(Problem(file, key, P.BAD_FIELD, R.SET_NULL, f"{name} is {value!r}, not an int"))
+            problems.append(Problem(file, key, P.BAD_FIELD, R.SET_NULL, f"{name} is {_short_repr(value)}, not an int"))
             value = None
         attributes[name] = value
     if not usable:
@@ -191,7 +253,7 @@ def _parse_polygons(raw, key: str, file: str, problems: list[Problem]) -> list[l
             short += 1
         else:
             kept.append(poly)
-    for name, n, what in ((P.BAD_FIELD, malformed, "not a list of numbers"),
+    for name, n, what in ((P.BAD_FIELD, malformed, "values other than finite numbers below 1e9"),
                           (P.ODD_POLYGON, odd, "an odd number of coordinates"),
                           (P.SHORT_POLYGON, short, "fewer than 3 points")):
         if n:
@@ -244,25 +306,37 @@ def _is_int(value) -> bool:
 
 
 _NUMBER_TYPES = frozenset((int, float))
+# Coordinates are pixels; a list whose values reach this far (its Euclidean norm) is not coordinates,
+# and clipping it to the image could overflow a float.
+MAX_COORDINATE = 1e9
 
 
 def _is_number_list(value) -> bool:
-    """True for a list of finite ints/floats (JSON ``true``/``false`` are not numbers).
+    """True for a list of finite ints/floats whose Euclidean norm is below ``MAX_COORDINATE`` (pixels).
 
-    The element types are collected in C (``set(map(type, ...))``), which rejects
-    booleans (``bool`` is a subclass of ``int`` but not ``int`` itself) and
-    anything else. ``sum`` also runs in C: a NaN or an infinity (which Python's
-    json accepts) makes the sum NaN or infinite, and ``total - total`` is then
-    NaN, which is not 0.
+    JSON ``true``/``false`` are not numbers. The element types are collected in C
+    (``set(map(type, ...))``), which rejects booleans (``bool`` is a subclass of ``int``
+    but not ``int`` itself) and anything else. ``math.hypot`` also runs in C (about 0.2 us
+    more than ``sum`` per list; :func:`decode_json` saves more per file): the list's Euclidean
+    norm is NaN or infinite for a NaN or an infinity (which Python's json accepts), so the
+    comparison is False; it raises OverflowError for an int too large for a float
+    (``10**400``); and it is at least the largest magnitude, so every value lies within
+    ``MAX_COORDINATE`` of 0.
     """
     if not isinstance(value, list) or not _NUMBER_TYPES.issuperset(map(type, value)):
         return False
-    total = sum(value)
-    return total - total == 0
+    try:
+        return math.hypot(*value) < MAX_COORDINATE
+    except OverflowError:
+        return False
 
 
 def _short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
+    """``repr(value)``, cut to ``limit`` characters (a value nested too deeply to repr is named as such)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -1,10 +1,20 @@
 """Write output files atomically, and the COCO JSON as a stream.
 
 Every output is first written to a hidden temporary file in the destination
-folder and renamed into place only when complete (``os.replace`` is atomic on
-one filesystem): a failed or interrupted run leaves no half-written file and
-never clobbers an existing one. The temporary file is deleted on every failure
-path, even when closing it fails (a full disk makes the final flush fail).
+folder, ``.<name>.<pid>.<random>.tmp`` (:mod:`df2coco.leftovers` removes those of
+killed runs), and put into place only when complete: a failed or interrupted run
+leaves no half-written file and never clobbers an existing one. The temporary
+file is deleted on every failure path, even when closing it fails (a full disk
+makes the final flush fail).
+
+Putting into place: with ``replace=True``, ``os.replace`` (atomic on one
+filesystem), once ``lstat`` has shown the name to be free or a regular file (a
+device such as ``/dev/null``, a FIFO, a socket, a symbolic link or a folder is
+never replaced; the commit fails). With
+``replace=False``, ``os.link`` then unlink of the temporary name: the output is
+created only if nothing has that name, so a file another run wrote meanwhile is
+never replaced. On a file system without hard links, the name is checked just
+before ``os.rename`` instead (a window of microseconds instead of the whole run).
 
 :class:`CocoWriter` writes a COCO instances file record by record, so memory
 does not grow with the split. COCO keeps images and annotations in two
@@ -17,15 +27,20 @@ Any ``OSError`` while writing (ENOSPC, EROFS, EACCES, EIO, ...) is raised as
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from df2coco.errors import OutputError
+from df2coco.leftovers import temporary_file_prefix
 
 _BUFFER = 1 << 20  # bytes of write buffer per file
+# os.link errors meaning the file system has no hard links (FAT, exFAT, some FUSE and network mounts)
+_NO_HARD_LINKS = frozenset((errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV))
 
 
 def with_id(annotation_json: str, ann_id: int) -> str:
@@ -39,21 +54,26 @@ def describe_os_error(exc: OSError) -> str:
 
 
 class AtomicTextFile:
-    """A text file written to ``<dir>/.<name>.<random>.tmp`` and renamed to ``path`` on commit.
+    """A text file written to ``<dir>/.<name>.<pid>.<random>.tmp`` and put in place as ``path`` on commit.
 
     Use as a context manager: if the block raises, or :meth:`commit` was not
     called, the temporary file is removed and ``path`` is left untouched.
 
     Raises:
-      OutputError: the temporary file cannot be created or written, or the rename fails.
+      OutputError: the temporary file cannot be created or written, or it cannot be put in place
+        (``path`` is not a regular file; without ``replace``, ``path`` exists).
     """
 
-    def __init__(self, path: str | Path, part_of: str | Path | None = None):
-        """``part_of``: the output this file is a part of, named in errors instead of ``path``."""
+    def __init__(self, path: str | Path, part_of: str | Path | None = None, replace: bool = True):
+        """``part_of``: the output this file is a part of, named in errors instead of ``path``.
+
+        ``replace``: on commit, replace an existing regular file ``path`` (False: fail if ``path`` exists).
+        """
         self.path = Path(path)
         self._name_in_errors = Path(part_of) if part_of is not None else self.path
+        self._replace = replace
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=temporary_file_prefix(self.path), suffix=".tmp")
         except OSError as exc:
             raise OutputError(f"cannot write to {self.path.parent}: {describe_os_error(exc)}") from exc
         self.tmp_path = Path(tmp)
@@ -74,14 +94,48 @@ class AtomicTextFile:
             raise self._error(exc) from exc
 
     def commit(self) -> None:
-        """Close and rename into place (replacing an existing file)."""
+        """Close and put in place: replace an existing regular file, or (``replace=False``) only a missing one."""
         try:
             self.file.close()
             os.chmod(self.tmp_path, 0o666 & ~_umask())
-            os.replace(self.tmp_path, self.path)
+            if self._replace:
+                self._refuse_non_regular_file()
+                os.replace(self.tmp_path, self.path)
+            else:
+                self._create_without_replacing()
         except OSError as exc:
             raise self._error(exc) from exc
         self._done = True
+
+    def _refuse_non_regular_file(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            raise OutputError(f"{self._name_in_errors} is not a regular file: not replaced")
+
+    def _create_without_replacing(self) -> None:
+        """Give the temporary file the name ``path`` only if no file has it (hard link, then unlink)."""
+        try:
+            os.link(self.tmp_path, self.path)
+        except FileExistsError:
+            raise self._appeared() from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if os.path.lexists(self.path):  # no hard links here: check, then rename at once
+                raise self._appeared() from None
+            os.rename(self.tmp_path, self.path)
+            return
+        try:
+            os.unlink(self.tmp_path)
+        except OSError:
+            pass  # the output is in place; a later run removes the second name (df2coco.leftovers)
+
+    def _appeared(self) -> OutputError:
+        return OutputError(f"{self._name_in_errors} was created by something else while this run wrote it "
+                           "(another run?); it was left as it is (use --force to replace it)")
 
     def discard(self) -> None:
         """Delete the temporary file (closing it first); ``path`` is not touched.
@@ -109,6 +163,11 @@ class AtomicTextFile:
         self.discard()
 
 
+def annotations_part(path: Path) -> Path:
+    """``<path>.annotations``: the name after which :class:`CocoWriter` names its annotations' temporary file."""
+    return path.with_name(f"{path.name}.annotations")
+
+
 class CocoWriter:
     """Stream a COCO instances JSON: header, then images and annotations as they come.
 
@@ -117,10 +176,11 @@ class CocoWriter:
     encoded as compact JSON strings.
     """
 
-    def __init__(self, path: str | Path, info: dict, categories: list[dict]):
-        self._out = AtomicTextFile(path)
+    def __init__(self, path: str | Path, info: dict, categories: list[dict], replace: bool = True):
+        """``replace``: on commit, replace an existing regular file ``path`` (False: fail if ``path`` exists)."""
+        self._out = AtomicTextFile(path, replace=replace)
         try:
-            self._anns = AtomicTextFile(Path(path).parent / f"{Path(path).name}.annotations", part_of=path)
+            self._anns = AtomicTextFile(annotations_part(Path(path)), part_of=path)
         except BaseException:
             self._out.discard()
             raise

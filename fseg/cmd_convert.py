@@ -39,7 +39,8 @@ Examples:
               help="Any problem in the data fails the run (exit 1) and no output is written.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write every problem as JSON Lines: {file, item, problem, action, detail}.")
-@click.option("--force", is_flag=True, help="Replace the output (and report) if they exist.")
+@click.option("--force", is_flag=True,
+              help="Replace the output (and report) if they exist; only regular files are ever replaced.")
 @click.option("--verify-images", is_flag=True,
               help="Decode every image fully, so that truncated or corrupt files are reported as "
                    "unreadable_image (and left out) instead of failing training later. Slower: by default "
@@ -73,6 +74,8 @@ def convert(split_dir, out_path, images_dir, annos_dir, workers, area_mode, keyp
                                strict=strict, report_path=report_path, force=force,
                                progress=is_tty() if progress is None else progress,
                                verify_images=verify_images)
+    for leftover in result.leftovers_removed:
+        echo_err(f"Removed {leftover}: a temporary file of an earlier run that was killed")
     if not result.has_annotations:
         echo_err("No annotation folder: wrote images and categories only (test split).")
     echo_err(format_summary(result.problem_counts))

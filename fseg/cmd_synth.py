@@ -6,17 +6,52 @@ from pathlib import Path
 
 import click
 
-from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, exit_on_signals, is_tty, os_error_message,
-                           user_errors)
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, is_tty,
+                           os_error_message, user_errors)
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:
+    """Refuse an OUT_DIR that is not a folder, holds the current folder, or (non-empty) may not be replaced.
+
+    ``--force`` replaces only a folder that holds a split and nothing else (``foreign_entry``):
+    an earlier ``fseg synth`` output, never a home or project folder.
+    """
+    from df2coco.synthetic.split import foreign_entry
+
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"{out_dir} exists and is not a folder", exit_code=EXIT_USAGE)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise CommandError(f"{out_dir} is not empty (use --force to replace it)", exit_code=EXIT_USAGE)
+    if out_dir == out_dir.parent or out_dir in _current_folder_and_parents():
+        raise CommandError(f"{out_dir} holds the current folder; give a new or split folder as OUT_DIR",
+                           exit_code=EXIT_USAGE)
     if not out_dir.parent.is_dir():
         raise CommandError(f"parent folder {out_dir.parent} does not exist", exit_code=EXIT_USAGE)
+    try:
+        if not out_dir.is_dir() or not any(out_dir.iterdir()):
+            return
+        foreign = foreign_entry(out_dir) if force else None
+    except OSError as exc:
+        raise CommandError(os_error_message(exc, "cannot read"), exit_code=EXIT_USAGE) from None
+    if not force:
+        raise CommandError(f"{out_dir} is not empty (use --force to replace it)", exit_code=EXIT_USAGE)
+    if foreign is not None:
+        raise CommandError(f"{out_dir} is not a split ({foreign.relative_to(out_dir)} is not an image/ or annos/ "
+                           "file): --force replaces only an earlier split", exit_code=EXIT_USAGE)
+
+
+def _current_folder_and_parents() -> list[Path]:
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the current folder was deleted: nothing to protect
+        return []
+    return [cwd, *cwd.parents]
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete the temporary folders that killed runs to OUT_DIR left (their process is gone)."""
+    from df2coco.leftovers import remove_dead_temporary_folders
+
+    for folder in remove_dead_temporary_folders(out_dir):
+        echo_err(f"Removed {folder}: a temporary folder of an earlier run that was killed")
 
 
 def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
@@ -27,10 +62,12 @@ def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
     import shutil
     import tempfile
 
+    from df2coco.leftovers import temporary_folder_prefix
+
     if not out_dir.exists():
         tmp_dir.rename(out_dir)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    old = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(out_dir, "old"), dir=out_dir.parent))
     old.rmdir()
     out_dir.rename(old)
     try:
@@ -45,8 +82,10 @@ def _make_tmp_dir(out_dir: Path) -> Path:
     """The hidden folder the split is written into, next to OUT_DIR; checks that the parent is writable."""
     import tempfile
 
+    from df2coco.leftovers import temporary_folder_prefix
+
     try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(out_dir), dir=out_dir.parent))
     except OSError as exc:
         raise CommandError(f"cannot write to {out_dir.parent}: {exc.strerror or exc}", exit_code=EXIT_USAGE) from None
     tmp_dir.chmod(0o755)  # mkdtemp makes it private; the split is ordinary data
@@ -77,7 +116,7 @@ def _print_summary(summary, out_dir: Path, seconds: float) -> None:
 
 
 @click.command("synth")
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=str))
 @click.option("--images", "-n", "num_images", type=click.IntRange(min=1), required=True,
               help="Number of images to write (files 000001 .. N).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -93,8 +132,9 @@ def _print_summary(summary, out_dir: Path, seconds: float) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: all cores]. The output does not depend on it.")
 @click.option("--no-annos", is_flag=True, help="Write images only, like DeepFashion2's test split.")
-@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists and is not empty.")
-def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side: int, max_side: int,
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it is a non-empty split (image/ and annos/ "
+              "with numbered files only, such as an earlier output of synth); any other folder is refused.")
+def synth(out_dir: str, num_images: int, seed: int, quirk_rate: float, min_side: int, max_side: int,
           workers: int | None, no_annos: bool, force: bool) -> None:
     """Write a synthetic DeepFashion2-format split into OUT_DIR.
 
@@ -105,7 +145,8 @@ def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side
     Use it to try `fseg convert` and training without the real dataset.
 
     The split is written to a temporary folder next to OUT_DIR and renamed into
-    place when complete, so a failed run leaves no half-written OUT_DIR.
+    place when complete, so a failed run leaves no half-written OUT_DIR. Temporary
+    folders that killed runs left there are removed first.
 
     \b
     Examples:
@@ -120,8 +161,11 @@ def synth(out_dir: Path, num_images: int, seed: int, quirk_rate: float, min_side
 
     if min_side > max_side:
         raise CommandError(f"--min-side {min_side} is larger than --max-side {max_side}", exit_code=EXIT_USAGE)
-    out_dir = out_dir.resolve()
+    if not out_dir:  # Path("") is the current folder (an unset variable in a script)
+        raise CommandError("OUT_DIR is empty; give a folder path", exit_code=EXIT_USAGE)
+    out_dir = Path(out_dir).resolve()
     _check_out_dir(out_dir, force)
+    _remove_leftovers(out_dir)
     start = time.perf_counter()
     with exit_on_signals(f"{out_dir} not written; an existing {out_dir.name} is unchanged"):
         tmp_dir = _make_tmp_dir(out_dir)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from df2coco import problems as P
 from df2coco import report as R
-from df2coco.reader import parse_annotation, read_annotation, read_bytes
+from df2coco.reader import decode_json, parse_annotation, read_annotation, read_bytes
 
 SQUARE = [0, 0, 10, 0, 10, 10, 0, 10, 0, 0]
 
@@ -169,3 +170,70 @@ def test_read_bytes_reads_past_the_size_the_file_system_reports():
     # /proc files report size 0 but have content: the path for files that grow after fstat
     content = read_bytes("/proc/self/status")
     assert content.startswith(b"Name:") and content.endswith(b"\n") and len(content) > 200
+
+
+# ---- numbers too large for a float, nesting too deep, repeated item keys (audit item 7, 8) --------------
+
+HUGE = 10**400  # a valid JSON integer that no float can hold
+
+
+@pytest.mark.parametrize("field, overrides, action", [
+    ("landmarks", {"landmarks": [HUGE, 1, 2] + [1, 1, 2] * 7}, R.CLEARED_LANDMARKS),
+    ("polygon", {"segmentation": [[0, 0, HUGE, 0, 10, 10], SQUARE]}, R.DROPPED_POLYGON),
+    ("polygon with floats", {"segmentation": [[0.5, 0, HUGE, 0, 10, 10], SQUARE]}, R.DROPPED_POLYGON),
+    ("bounding_box", {"bounding_box": [0, 0, HUGE, 10]}, R.BBOX_FROM_POLYGONS),
+    ("finite but beyond 1e9", {"bounding_box": [0, 0, 1e300, 10]}, R.BBOX_FROM_POLYGONS),
+    ("cancelling values", {"segmentation": [[-1e300, 0, 1e300, 0, 10, 10], SQUARE]}, R.DROPPED_POLYGON),
+])
+def test_a_number_too_large_for_a_float_is_a_bad_field(tmp_path, field, overrides, action):
+    path = tmp_path / "000001.json"
+    path.write_text(json.dumps({"source": "user", "pair_id": 1, "item1": item(**overrides)}))
+    ann, problems = read_annotation(path)
+    assert found(problems) == {("item1", P.BAD_FIELD, action)}
+    (kept,) = ann.items  # the item is kept with what is left of it
+    assert kept.polygons == [SQUARE]
+
+
+def test_json_nested_too_deeply_is_an_unreadable_file(tmp_path):
+    path = tmp_path / "000001.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    ann, problems = read_annotation(path)
+    assert ann is None
+    assert found(problems) == {(None, P.UNREADABLE_FILE, R.SKIPPED_IMAGE)}
+    assert "nested too deeply" in problems[0].detail
+
+
+def test_a_deeply_nested_field_value_is_a_bad_field():
+    deep = 0
+    for _ in range(sys.getrecursionlimit()):  # too deep for repr(), which names a bad value in the detail
+        deep = [deep]
+    ann, problems = parse({"source": "user", "pair_id": 1, "item1": item(style=deep, bounding_box=deep)})
+    assert found(problems) == {("item1", P.BAD_FIELD, R.SET_NULL), ("item1", P.BAD_FIELD, R.BBOX_FROM_POLYGONS)}
+    assert ann.items[0].attributes["style"] is None
+
+
+def test_a_repeated_item_key_is_reported_and_the_last_object_used(tmp_path):
+    first, last = json.dumps(item(category_id=9)), json.dumps(item(category_id=8, landmarks=[1, 1, 2] * 14))
+    path = tmp_path / "000001.json"
+    path.write_text(f'{{"item1": {first}, "source": "user", "pair_id": 1, "item2": {first}, "item1": {last}}}')
+    ann, problems = read_annotation(path)
+    assert [(it.key, it.category_id) for it in ann.items] == [("item1", 8), ("item2", 9)]
+    assert found(problems) == {("item1", P.BAD_FIELD, R.SKIPPED_ITEM)}
+    assert problems[0].detail == "item1 appears 2 times; the last one is used, the 1 earlier one(s) skipped"
+
+
+    path.write_text(json.dumps({"source": "user", "pair_id": 1, "item1": item(category_name='"item1"')}))
+    assert read_annotation(path)[1] == []  # '"item' in a string: decoded again, nothing repeats
+
+
+@pytest.mark.parametrize("content", [b'{"a": 1}', b'{"a": 1} \n', b'{"a": 1} x', b'{"a": 1}{', b"{", b'{"a":',
+                                     b'\xef\xbb\xbf{"a": 1}', '{"a": 1}'.encode("utf-16-le"), b'{"a": "\xff"}',
+                                     b'{"a": "\xed\xa0\x80"}', b' {"a": 1}', b"[1]", b'{"a": 1}\x00'])
+def test_decode_json_is_json_loads(content):
+    def outcome(decode):
+        try:
+            return decode(content)
+        except ValueError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(decode_json) == outcome(json.loads)

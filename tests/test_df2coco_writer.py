@@ -1,12 +1,17 @@
-"""df2coco.writer (atomic files, streaming COCO JSON) and df2coco.report (summary table)."""
+"""df2coco.writer (atomic files, streaming COCO JSON), df2coco.leftovers and df2coco.report (summary table)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+import subprocess
 from collections import Counter
 
 import pytest
 
+from df2coco.errors import OutputError
+from df2coco.leftovers import remove_dead_temporary_files, remove_dead_temporary_folders
 from df2coco.report import Problem, format_summary
 from df2coco.writer import AtomicTextFile, CocoWriter, with_id
 
@@ -65,3 +70,83 @@ def test_problem_record_and_summary_table():
     assert rows[3] == ["odd_polygon", "dropped_polygon", "2"]
     assert rows[-1] == ["total", "3"]
     assert format_summary(Counter()) == "No problems found."
+
+
+# ---- never replace a non-regular file; no clobbering without replace; leftovers of killed runs -----------
+
+def test_commit_never_renames_over_a_fifo(tmp_path):
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="is not a regular file: not replaced"):
+        with AtomicTextFile(fifo) as f:
+            f.write("x")
+            f.commit()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.listdir(tmp_path) == ["out.json"]
+
+
+def test_commit_without_replace_fails_if_the_file_appeared(tmp_path):
+    path = tmp_path / "out.json"
+    with pytest.raises(OutputError, match="created by something else while this run wrote it"):
+        with CocoWriter(path, {}, [], replace=False) as w:
+            path.write_text("another run's output")
+            w.commit()
+    assert path.read_text() == "another run's output" and os.listdir(tmp_path) == ["out.json"]
+
+
+@pytest.mark.parametrize("appears", [False, True])
+def test_commit_without_replace_on_a_file_system_without_hard_links(tmp_path, monkeypatch, appears):
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_link)
+    path = tmp_path / "out.json"
+    f = AtomicTextFile(path, replace=False)
+    f.write("new")
+    if appears:
+        path.write_text("other")
+        with pytest.raises(OutputError, match="created by something else"), f:
+            f.commit()
+    else:
+        with f:
+            f.commit()
+    assert path.read_text() == ("other" if appears else "new") and os.listdir(tmp_path) == ["out.json"]
+
+
+@pytest.fixture
+def dead_and_live_pids():
+    """A process id that has ended (reaped) and one of a running process."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    running = subprocess.Popen(["sleep", "60"])
+    yield ended.pid, running.pid
+    running.kill()
+    running.wait()
+
+
+def test_temporary_files_are_named_after_the_writer(tmp_path):
+    with AtomicTextFile(tmp_path / "out.json") as f:
+        assert f.tmp_path.name.startswith(f".out.json.{os.getpid()}.") and f.tmp_path.name.endswith(".tmp")
+
+
+def test_only_temporary_files_of_ended_processes_are_removed(tmp_path, dead_and_live_pids):
+    dead, live = dead_and_live_pids
+    names = {"dead": f".out.json.{dead}.abcd1234.tmp", "live": f".out.json.{live}.abcd1234.tmp",
+             "other output": f".other.json.{dead}.abcd1234.tmp", "no pid": ".out.json.abcd1234.tmp",
+             "dead folder": f".out.json.{dead}.folder.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_text("x")
+    (tmp_path / names["dead folder"]).unlink()
+    (tmp_path / names["dead folder"]).mkdir()
+    assert remove_dead_temporary_files(tmp_path / "out.json") == [tmp_path / names["dead"]]
+    assert sorted(os.listdir(tmp_path)) == sorted(n for k, n in names.items() if k != "dead")
+
+
+def test_only_temporary_folders_of_ended_processes_are_removed(tmp_path, dead_and_live_pids):
+    dead, live = dead_and_live_pids
+    names = [f".split.tmp-{dead}-ab12", f".split.tmp-{live}-ab12", f".split.old-{dead}-ab12", ".split.tmp-ab12"]
+    for name in names:
+        (tmp_path / name / "image").mkdir(parents=True)
+    assert remove_dead_temporary_folders(tmp_path / "split") == [tmp_path / names[0]]
+    (tmp_path / "split").mkdir()  # the previous split is kept aside only while the new one is not in place
+    assert remove_dead_temporary_folders(tmp_path / "split") == [tmp_path / names[2]]
+    assert sorted(os.listdir(tmp_path)) == sorted([names[1], names[3], "split"])

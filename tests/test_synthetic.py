@@ -379,8 +379,13 @@ def test_cli_refuses_a_non_empty_folder_without_force(tmp_path):
     assert result.exit_code == 2 and "Error:" in result.output and "--force" in result.output
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     result = _synth(out, "--images", 2, "--min-side", 64, "--max-side", 80, "--force", "--no-annos")
+    assert result.exit_code == 2 and "keep.txt" in result.output  # --force replaces only a split
+    (out / "keep.txt").unlink()
+    (out / "image").mkdir()
+    (out / "image" / "000009.jpg").write_bytes(b"an earlier split")
+    result = _synth(out, "--images", 2, "--min-side", 64, "--max-side", 80, "--force", "--no-annos")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["image"]
+    assert sorted(p.name for p in (out / "image").iterdir()) == ["000001.jpg", "000002.jpg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split"]
 
 
@@ -404,8 +409,8 @@ def test_cli_failure_exits_1_and_keeps_the_old_split(tmp_path, monkeypatch):
     import df2coco.synthetic
 
     out = tmp_path / "split"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "annos").mkdir(parents=True)
+    (out / "annos" / "000001.json").write_text("old")
 
     def broken(out_dir, *args, **kwargs):
         (Path(out_dir) / "image").mkdir()
@@ -416,5 +421,5 @@ def test_cli_failure_exits_1_and_keeps_the_old_split(tmp_path, monkeypatch):
     result = _synth(out, "--images", 3, "--force")
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == "Error: synthetic-data worker exited with code 1: disk full"
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert [p.name for p in out.iterdir()] == ["annos"] and (out / "annos" / "000001.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split"]  # temporary folder removed

@@ -7,6 +7,7 @@ only on (seed, n): any number of workers gives identical files.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from df2coco.synthetic.files import QuirkRecord, SplitJob, write_chunk
 from df2coco.synthetic.workers import ChunkResult, chunk_bounds, run_in_workers
 
 CHUNK = 32  # most images per chunk (the unit of work and of progress updates)
+# What generate_split writes: folder name -> the names of its files (quirks add NNNNNN.png images).
+SPLIT_FILES = {"image": re.compile(r"\d+\.(jpg|png)"), "annos": re.compile(r"\d+\.json")}
 
 
 @dataclass
@@ -95,3 +98,25 @@ def generate_split(out_dir, num_images: int, seed: int = 0, *, quirk_rate: float
         quirk_records=records,
         items_per_category=dict(sorted(cats.items())),
     )
+
+
+def foreign_entry(folder: Path) -> Path | None:
+    """The first entry of ``folder`` that a split as :func:`generate_split` writes could not hold, or None.
+
+    A split holds nothing but the folders ``image/`` (files ``NNNNNN.jpg`` or ``.png``) and ``annos/``
+    (files ``NNNNNN.json``), regular files and folders only (no symbolic link). An empty folder has no
+    foreign entry. This is what ``fseg synth --force`` may replace: an earlier split, never a folder
+    holding anything else (a home or project folder, a split with notes added).
+    Raises:
+      OSError: a folder cannot be listed.
+    """
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            names = SPLIT_FILES.get(entry.name)
+            if names is None or not entry.is_dir(follow_symlinks=False):
+                return Path(entry.path)
+            with os.scandir(entry.path) as files:
+                for file in files:
+                    if not (names.fullmatch(file.name) and file.is_file(follow_symlinks=False)):
+                        return Path(file.path)
+    return None
