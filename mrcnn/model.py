@@ -30,11 +30,12 @@ from mrcnn.model_functions import (build_rpn_targets, compose_image_meta, comput
                                    parse_image_meta_graph, unmold_image)
 from mrcnn.modeling.box_head import CLASS_SPECIFIC_LAYERS
 from mrcnn.modeling.inference import build_inference_model, output_names
+from mrcnn.modeling.inspection import find_ancestor, matterport_view
 from mrcnn.modeling.mask_head import MaskHead
 from mrcnn.modeling.precision import building_with, check_precision
 from mrcnn.modeling.roi_heads import build_roi_heads, class_specific_layers
 from mrcnn.ops import resize as resize_ops
-from mrcnn.ops.anchors import get_anchors
+from mrcnn.ops.anchors import get_anchors, get_pixel_anchors
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
 from mrcnn.train import checkpoints, layer_groups
 from mrcnn.train.stage import run_training
@@ -254,10 +255,16 @@ class MaskRCNN:
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     def get_anchors(self, image_shape) -> np.ndarray:
-        """Anchors [A, (y1, x1, y2, x2)] normalised to a molded image of ``image_shape``."""
+        """Anchors [A, (y1, x1, y2, x2)] normalised to a molded image of ``image_shape``.
+
+        As matterport's, it keeps the same anchors in pixels of the molded image as ``self.anchors``
+        (its notebooks draw them and build RPN targets from them).
+        """
         c = self.config
-        return get_anchors(tuple(image_shape[:2]), c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS,
-                           c.BACKBONE_STRIDES, c.RPN_ANCHOR_STRIDE)
+        settings = (tuple(image_shape[:2]), c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS, c.BACKBONE_STRIDES,
+                    c.RPN_ANCHOR_STRIDE)
+        self.anchors = get_pixel_anchors(*settings)
+        return get_anchors(*settings)
 
     def run_network(self, molded_images, image_metas) -> dict:
         """Runs the Keras model on molded inputs; returns its outputs as NumPy arrays keyed by name
@@ -281,11 +288,16 @@ class MaskRCNN:
             raise ValueError("detect() needs a model built in inference mode")
         if len(images) != self.config.BATCH_SIZE:
             raise ValueError(f"detect() takes BATCH_SIZE={self.config.BATCH_SIZE} images, got {len(images)}")
-        if verbose:
-            _logger.info("Processing %d images", len(images))
         molded_images, image_metas, windows = self.mold_inputs(images)
         if any(m.shape != molded_images[0].shape for m in molded_images):
             raise ValueError("after resizing, all images of a batch must have the same size")
+        if verbose:  # matterport's printout, to stdout as its notebooks expect
+            print(f"Processing {len(images)} images")
+            for image in images:
+                log("image", image)
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
+            log("anchors", self.get_anchors(molded_images.shape[1:3]))
         outputs = self.run_network(molded_images, image_metas)
         return [self._unmold(outputs, i, image.shape, molded_images[i].shape, windows[i])
                 for i, image in enumerate(images)]
@@ -329,7 +341,7 @@ class MaskRCNN:
         """
         if self.mode != "inference":
             raise ValueError("run_graph() runs an inference-mode model")
-        probe = keras.Model(self.keras_model.inputs, [tensor for _, tensor in outputs])
+        probe = keras.Model(self.keras_model.inputs, [matterport_view(self.keras_model, tensor) for _, tensor in outputs])
         molded_images, metas, _ = self.mold_inputs(images)
         metas = metas if image_metas is None else np.asarray(image_metas, np.float32)
         anchors = self.get_anchors(molded_images.shape[1:3])
@@ -337,6 +349,11 @@ class MaskRCNN:
         values = probe([molded_images, metas, anchors], training=False)
         values = values if isinstance(values, (list, tuple)) else [values]
         return OrderedDict((name, np.asarray(value)) for (name, _), value in zip(outputs, values))
+
+    def ancestor(self, tensor, name, checked=None):
+        """The tensor of layer ``name`` among ``tensor``'s inputs, or None (matterport's; see
+        :func:`mrcnn.modeling.inspection.find_ancestor`: layer names, not TF op names)."""
+        return find_ancestor(tensor, name, checked)
 
     def get_imagenet_weights(self) -> str:
         """Path of ImageNet weights for the backbone under matterport's layer names (downloaded and converted

@@ -196,10 +196,31 @@ def test_run_graph_returns_named_intermediate_outputs(trained, shapes):
     values = inference.run_graph([val.load_image(0)], [
         ("proposals", km.get_layer("ROI").output),
         ("detections", km.get_layer("mrcnn_detection").output),
+        ("masks", km.get_layer("mrcnn_mask").output),  # inspect_model's cells, in matterport's layout
+        ("class_logits", km.get_layer("mrcnn_class_logits").output),
     ])
-    assert list(values) == ["proposals", "detections"]
-    assert values["proposals"].shape == (1, InferenceConfig.POST_NMS_ROIS_INFERENCE, 4)
-    assert values["detections"].shape == (1, InferenceConfig.DETECTION_MAX_INSTANCES, 6)
+    assert list(values) == ["proposals", "detections", "masks", "class_logits"]
+    config = InferenceConfig()
+    assert values["proposals"].shape == (1, config.POST_NMS_ROIS_INFERENCE, 4)
+    assert values["detections"].shape == (1, config.DETECTION_MAX_INSTANCES, 6)
+    assert values["masks"].shape == (1, config.DETECTION_MAX_INSTANCES, 28, 28, config.NUM_CLASSES)
+    assert values["class_logits"].shape == (1, config.POST_NMS_ROIS_INFERENCE, config.NUM_CLASSES)
+
+
+def test_anchors_ancestor_and_verbose_detect_as_the_inspect_notebooks_use_them(shapes, capsys):
+    _, val = shapes
+    inference = modellib.MaskRCNN(mode="inference", config=InferenceConfig(), model_dir="unused")
+    inference.detect([val.load_image(0)], verbose=1)
+    printed = capsys.readouterr().out
+    assert "Processing 1 images" in printed and "molded_images" in printed and "anchors" in printed
+    normalized = inference.get_anchors((SIDE, SIDE))
+    assert inference.anchors.shape == normalized.shape  # the same anchors in pixels of the molded image
+    np.testing.assert_allclose(utils.norm_boxes(inference.anchors, (SIDE, SIDE)), normalized, atol=1e-6)
+    rpn_class = inference.keras_model.get_layer("rpn_class").output
+    detections = inference.keras_model.get_layer("mrcnn_detection").output
+    assert inference.ancestor(detections, "ROI") is inference.keras_model.get_layer("ROI").output
+    assert inference.ancestor(detections, "ROI/rpn_non_max_suppression:0") is None  # an op inside a layer
+    assert inference.ancestor(rpn_class, "mrcnn_detection") is None  # not an input of rpn_class
 
 
 def test_set_trainable_and_trainable_layers(trained):

@@ -81,7 +81,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
 
     if random_rois or detection_targets:
         raise NotImplementedError("random_rois and detection_targets are not supported: the model trains on "
-                                  "RPN proposals (USE_RPN_ROIS = True)")
+                                  "RPN proposals (USE_RPN_ROIS = True); see 'What differs' in the README")
     chosen = augmentation if augmentation is not None else (
         Augmentation(scale_range=(1.0, 1.0), brightness=0.0, contrast_range=(1.0, 1.0)) if augment else None)
     batches = build_training_dataset(dataset, config, shuffle=shuffle, augment=chosen, seed=seed,

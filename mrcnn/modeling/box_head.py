@@ -18,6 +18,10 @@ from mrcnn.modeling.backbones import BatchNorm
 CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox")
 
 
+# Layers whose own output is not matterport's [B, N, ...] (they run on the folded [B*N, ...] rows), and the layer
+# whose output is: MaskRCNN.run_graph reads that one when a notebook asks for the first.
+MATTERPORT_VIEWS = {"mrcnn_class_logits": ("mrcnn_class_logits_unfold",)}
+
 def fpn_classifier_head(pooled_rois, num_rois: int, num_classes: int, fc_layers_size: int,
                         train_bn: bool = False):
     """Box head: classifies each ROI and regresses a class-specific box refinement.

@@ -24,6 +24,9 @@ from mrcnn.ops.losses import mrcnn_mask_loss
 from mrcnn.ops.masks import paste_masks
 from mrcnn.ops.roi_targets import mask_targets
 
+# ``mrcnn_mask`` itself runs on the detected (or folded) rows only; the layer giving matterport's
+# [B, N, 28, 28, C] is read instead by MaskRCNN.run_graph (zeros in the padding rows of the detected path).
+MATTERPORT_VIEWS = {"mrcnn_mask": ("mrcnn_mask_scatter", "mrcnn_mask_unfold")}
 
 def fpn_mask_head(pooled_rois, num_rois: int, num_classes: int, train_bn: bool = False, roi_class_ids=None):
     """Mask head: four 3x3 convs, a 2x up-convolution and a per-class sigmoid.

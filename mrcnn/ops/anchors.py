@@ -83,12 +83,29 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_anchors(image_hw, scales, ratios, strides, anchor_stride):
+def _cached_pixel_anchors(image_hw, scales, ratios, strides, anchor_stride):
     feature_shapes = compute_backbone_shapes(image_hw, strides)
     pixels = generate_pyramid_anchors(scales, ratios, feature_shapes, strides, anchor_stride)
-    normalized = norm_boxes(pixels, image_hw)
+    pixels.setflags(write=False)
+    return pixels
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_anchors(image_hw, scales, ratios, strides, anchor_stride):
+    normalized = norm_boxes(_cached_pixel_anchors(image_hw, scales, ratios, strides, anchor_stride), image_hw)
     normalized.setflags(write=False)
     return normalized
+
+
+def _settings(image_shape, scales, ratios, strides, anchor_stride) -> tuple:
+    return ((int(image_shape[0]), int(image_shape[1])), tuple(scales), tuple(float(r) for r in ratios),
+            tuple(int(s) for s in strides), int(anchor_stride))
+
+
+def get_pixel_anchors(image_shape, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),
+                      strides=(4, 8, 16, 32, 64), anchor_stride=1):
+    """:func:`get_anchors` in pixels of the molded image (matterport's ``MaskRCNN.anchors``); read-only, cached."""
+    return _cached_pixel_anchors(*_settings(image_shape, scales, ratios, strides, anchor_stride))
 
 
 def get_anchors(image_shape, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),
@@ -104,9 +121,7 @@ def get_anchors(image_shape, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),
       [A, (y1, x1, y2, x2)] float32, normalized; read-only (shared by the cache).
       A = sum over levels of ceil(H/s) * ceil(W/s) * len(ratios) (261,888 at 1024x1024).
     """
-    image_hw = (int(image_shape[0]), int(image_shape[1]))
-    return _cached_anchors(image_hw, tuple(scales), tuple(float(r) for r in ratios),
-                           tuple(int(s) for s in strides), int(anchor_stride))
+    return _cached_anchors(*_settings(image_shape, scales, ratios, strides, anchor_stride))
 
 
 def get_anchors_graph(image_hw, scales=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2),

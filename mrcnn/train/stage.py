@@ -1,6 +1,7 @@
 """One training stage: ``MaskRCNN.train`` -> data pipelines, trainable layers, ``fit`` with callbacks."""
 from __future__ import annotations
 
+import gc
 import logging
 
 import tensorflow as tf
@@ -101,12 +102,18 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
             verbose=verbose,
         )
     except tf.errors.OpError:
-        if skipped.nothing_readable:  # the input pipeline's own error (image_loader): say it in one line
-            raise DatasetError(skipped.nothing_readable) from None
-        raise
+        if not skipped.nothing_readable:
+            raise
+        history = None  # the input pipeline's own error (image_loader): said in one line, below
     finally:
         if recorder.last_epoch is not None:
             mrcnn_model.epoch = max(mrcnn_model.epoch, recorder.last_epoch)
+    if skipped.nothing_readable:
+        # Raised outside the handler, so that no traceback keeps fit's frames, and with them the input
+        # pipeline's iterator, alive: freed now, its threads stop; left to interpreter exit, they can hang it.
+        del train_data, val_data, trainer
+        gc.collect()
+        raise DatasetError(skipped.nothing_readable)
     if guard.bad_batch is not None:
         epoch, step, logs = guard.bad_batch
         shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
