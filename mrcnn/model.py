@@ -25,9 +25,9 @@ import tensorflow as tf
 from mrcnn.io import weights
 from mrcnn.io.imagenet import imagenet_weights_path
 from mrcnn.io.weights_inspect import inspect_weights
-from mrcnn.model_functions import (build_rpn_targets, compose_image_meta, compute_backbone_shapes,  # noqa: F401
-                                   data_generator, load_image_gt, log, mold_image, parse_image_meta,
-                                   parse_image_meta_graph, unmold_image)
+from mrcnn.model_functions import (build_detection_targets, build_rpn_targets, compose_image_meta,  # noqa: F401
+                                   compute_backbone_shapes, data_generator, generate_random_rois, load_image_gt,
+                                   log, mold_image, parse_image_meta, parse_image_meta_graph, unmold_image)
 from mrcnn.modeling.box_head import CLASS_SPECIFIC_LAYERS
 from mrcnn.modeling.inference import build_inference_model, output_names
 from mrcnn.modeling.inspection import find_ancestor, matterport_view

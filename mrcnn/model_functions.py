@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mrcnn.data.ground_truth import data_generator, load_image_gt  # noqa: F401  (matterport's names)
+from mrcnn.data.roi_inspection import build_detection_targets, generate_random_rois  # noqa: F401
 from mrcnn.ops import anchors as anchor_ops
 from mrcnn.ops import resize as resize_ops
 from mrcnn.ops import rpn_targets

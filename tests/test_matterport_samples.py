@@ -223,6 +223,36 @@ def test_anchors_ancestor_and_verbose_detect_as_the_inspect_notebooks_use_them(s
     assert inference.ancestor(rpn_class, "mrcnn_detection") is None  # not an input of rpn_class
 
 
+def test_data_generator_with_random_rois_and_detection_targets_as_inspect_data_uses_it(shapes):
+    train, _ = shapes
+    config = ShapesConfig()
+    generator = modellib.data_generator(train, config, shuffle=True, random_rois=2000, batch_size=config.BATCH_SIZE,
+                                        detection_targets=True, seed=1)
+    [images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, rpn_rois, rois], \
+        [mrcnn_class_ids, mrcnn_bbox, mrcnn_mask] = next(generator)
+    rows = config.TRAIN_ROIS_PER_IMAGE
+    assert rpn_rois.shape == (2, 2000, 4) and rois.shape == (2, rows, 4)
+    assert mrcnn_class_ids.shape == (2, rows, 1)
+    assert mrcnn_bbox.shape == (2, rows, config.NUM_CLASSES, 4)
+    assert mrcnn_mask.shape == (2, rows, 28, 28, config.NUM_CLASSES)
+    found = 0
+    for b in range(2):
+        ids = mrcnn_class_ids[b, :, 0]
+        positives = np.flatnonzero(ids > 0)
+        found += positives.size
+        assert set(ids[positives]) <= set(gt_class_ids[b][gt_class_ids[b] > 0])
+        if positives.size:  # each overlaps a ground-truth box at IoU >= 0.5, as the notebook checks
+            overlaps = utils.compute_overlaps(rois[b][positives].astype(float),
+                                              gt_boxes[b][gt_class_ids[b] > 0].astype(float))
+            assert (overlaps.max(axis=1) >= 0.5).all()
+        # The notebook's class-aware picks: the deltas and the mask of each ROI's own class, zero for negatives.
+        specific = mrcnn_bbox[b, np.arange(rows), ids]
+        masks = mrcnn_mask[b, np.arange(rows), :, :, ids]
+        assert not np.abs(mrcnn_bbox[b][ids == 0]).any() and not masks[ids == 0].any()
+        assert all(np.abs(specific[k]).sum() > 0 and masks[k].any() for k in positives)
+    assert found > 0
+
+
 def test_set_trainable_and_trainable_layers(trained):
     model, _ = trained
     names = model.set_trainable(r"mrcnn\_mask.*", verbose=0)

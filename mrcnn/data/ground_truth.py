@@ -72,19 +72,34 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     image_meta, rpn_match [B, A, 1], rpn_bbox, gt_class_ids, gt_boxes in pixels, gt_masks) and
     ``outputs`` is ``[]``, as matterport yields them. ``augment`` (matterport's flip flag) or
     ``augmentation`` choose the augmentation; without either there is none.
-    Raises:
-      NotImplementedError: ``random_rois`` or ``detection_targets`` (matterport's options for training
-        without the RPN; this model always trains on RPN proposals).
+
+    For the inspect_data notebook, as matterport's: ``random_rois=N`` adds N random ROIs per image around
+    its ground truth ([B, N, 4] pixels, :func:`mrcnn.data.roi_inspection.generate_random_rois`), and
+    ``detection_targets=True`` also the ROIs chosen from them ([B, T, 4]) to ``inputs`` and their targets
+    to ``outputs``: class ids [B, T, 1], deltas [B, T, NUM_CLASSES, 4], masks [B, T, mh, mw, NUM_CLASSES]
+    (:func:`~mrcnn.data.roi_inspection.build_detection_targets`). The model itself trains on RPN proposals.
     """
     from mrcnn.data.augmentation import Augmentation
     from mrcnn.data.pipeline import build_training_dataset
+    from mrcnn.data.roi_inspection import build_detection_targets, generate_random_rois
 
-    if random_rois or detection_targets:
-        raise NotImplementedError("random_rois and detection_targets are not supported: the model trains on "
-                                  "RPN proposals (USE_RPN_ROIS = True); see 'What differs' in the README")
     chosen = augmentation if augmentation is not None else (
         Augmentation(scale_range=(1.0, 1.0), brightness=0.0, contrast_range=(1.0, 1.0)) if augment else None)
     batches = build_training_dataset(dataset, config, shuffle=shuffle, augment=chosen, seed=seed,
                                      no_augmentation_sources=no_augmentation_sources, batch_size=batch_size)
+    rng = np.random.default_rng(seed)
     for batch in batches:
-        yield [np.asarray(batch[name]) for name in MATTERPORT_TRAINING_INPUTS], []
+        inputs = [np.asarray(batch[name]) for name in MATTERPORT_TRAINING_INPUTS]
+        outputs = []
+        if random_rois:
+            images, class_ids, boxes, masks = inputs[0], inputs[4], inputs[5], inputs[6]
+            rpn_rois = np.stack([generate_random_rois(images.shape[1:], random_rois, class_ids[b][class_ids[b] > 0],
+                                                      boxes[b][class_ids[b] > 0], rng) for b in range(len(images))])
+            inputs.append(rpn_rois)
+            if detection_targets:
+                per_image = [build_detection_targets(rpn_rois[b], class_ids[b], boxes[b], masks[b], config,
+                                                     seed=int(rng.integers(2**31))) for b in range(len(images))]
+                rois, target_ids, bbox, mask = (np.stack(parts) for parts in zip(*per_image))
+                inputs.append(rois)
+                outputs = [target_ids[..., np.newaxis], bbox, mask]
+        yield inputs, outputs
