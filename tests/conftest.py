@@ -1,7 +1,8 @@
-"""Shared test fixtures: paths to the reference material and a cache for big generated files."""
+"""Shared test fixtures: reference paths, a cache of big generated files, models built once, process ids."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,14 @@ def reuse_built_models(monkeypatch):
 
 
 _BUILT_MODELS: dict = {}
+
+
+@pytest.fixture
+def dead_and_live_pids():
+    """A process id that has ended (reaped) and one of a running process."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    running = subprocess.Popen(["sleep", "60"])
+    yield ended.pid, running.pid
+    running.kill()
+    running.wait()

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,6 @@ from test_cli_convert_faults import SKIRT, assert_one_line_error, leftovers, mak
 @pytest.fixture
 def split(tmp_path):
     return make_split(tmp_path / "split", 3)
-
-
-@pytest.fixture
-def dead_and_live_pids():
-    """A process id that has ended (reaped) and one of a running process."""
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    running = subprocess.Popen(["sleep", "60"])
-    yield ended.pid, running.pid
-    running.kill()
-    running.wait()
 
 
 # ---- item 1: a device, FIFO, socket or symbolic link is never replaced ----------------------------------

@@ -5,7 +5,6 @@ import errno
 import json
 import os
 import stat
-import subprocess
 from collections import Counter
 
 import pytest
@@ -110,17 +109,6 @@ def test_commit_without_replace_on_a_file_system_without_hard_links(tmp_path, mo
         with f:
             f.commit()
     assert path.read_text() == ("other" if appears else "new") and os.listdir(tmp_path) == ["out.json"]
-
-
-@pytest.fixture
-def dead_and_live_pids():
-    """A process id that has ended (reaped) and one of a running process."""
-    ended = subprocess.Popen(["true"])
-    ended.wait()
-    running = subprocess.Popen(["sleep", "60"])
-    yield ended.pid, running.pid
-    running.kill()
-    running.wait()
 
 
 def test_temporary_files_are_named_after_the_writer(tmp_path):
