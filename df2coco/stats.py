@@ -46,6 +46,17 @@ def load_light(path: str | Path) -> dict:
         raise StatsError(f"{path} is not a COCO instances file (no 'images' list)")
     if not isinstance(data.get("categories", []), list) or not isinstance(data.get("annotations", []), list):
         raise StatsError(f"{path} is not a COCO instances file ('categories'/'annotations' not lists)")
+    for key, id_fields in (("images", ("id",)), ("annotations", ("image_id", "category_id")),
+                           ("categories", ("id",))):
+        for k, record in enumerate(data.get(key, [])):
+            if not isinstance(record, dict):
+                raise StatsError(f"{path} is not a COCO instances file ({key}[{k}] is {record!r:.40}, "
+                                 f"not an object)")
+            bad = next((f for f in id_fields if not isinstance(record.get(f), (int, str, type(None)))
+                        or isinstance(record.get(f), bool)), None)
+            if bad is not None:
+                raise StatsError(f"{path} is not a COCO instances file ({key}[{k}] has {bad} "
+                                 f"{record.get(bad)!r:.40}, not an id)")
     return data
 
 
@@ -57,7 +68,8 @@ def compute_stats(path: str | Path) -> dict:
       (what ``area`` means, from ``info.area`` if present), ``per_category``
       (list of {id, name, instances}), ``instances_per_image`` ({count: images},
       plus min/mean/max), ``area_quantiles`` ({q: pixels}), ``area_ranges``
-      (COCO small/medium/large counts), ``attributes`` ({name: {value: count}}).
+      (COCO small/medium/large counts), ``attributes`` ({name: {value: count}}), ``problems`` (lines about
+      annotations no listed category or image owns, and ids listed twice: counted nowhere else).
     """
     data = load_light(path)
     images, anns = data["images"], data.get("annotations", [])
@@ -65,6 +77,18 @@ def compute_stats(path: str | Path) -> dict:
     per_cat = Counter(a.get("category_id") for a in anns)
     per_image = Counter(a.get("image_id") for a in anns)
     counts = [per_image.get(img.get("id"), 0) for img in images]
+    category_ids = Counter(c.get("id") for c in categories)
+    image_ids = Counter(img.get("id") for img in images)
+    problems = [f"{n} annotation(s) with {what} id that is not listed in '{key}'"
+                for n, what, key in ((sum(v for k, v in per_cat.items() if k not in category_ids), "a category",
+                                      "categories"),
+                                     (sum(v for k, v in per_image.items() if k not in image_ids), "an image",
+                                      "images"))
+                if n]
+    problems += [f"{key} id {value!r} is listed {n} times" for key, ids in (("category", category_ids),
+                                                                           ("image", image_ids))
+                 for value, n in ids.items() if n > 1][:10]
+    categories = _first_of_each_id(categories)  # one row per category id
     areas = sorted(a["area"] for a in anns if isinstance(a.get("area"), (int, float)))
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     return {
@@ -78,7 +102,18 @@ def compute_stats(path: str | Path) -> dict:
         "area_ranges": _area_ranges(areas),
         "attributes": {**{name: _value_counts(anns, name) for name in ANNOTATION_ATTRIBUTES},
                        **{name: _value_counts(images, name) for name in IMAGE_ATTRIBUTES}},
+        "problems": problems,
     }
+
+
+def _first_of_each_id(records: list[dict]) -> list[dict]:
+    """The records in order, without those whose id an earlier record has."""
+    seen, first = set(), []
+    for record in records:
+        if record.get("id") not in seen:
+            seen.add(record.get("id"))
+            first.append(record)
+    return first
 
 
 def _per_image_summary(counts: list[int]) -> dict:
@@ -131,4 +166,6 @@ def format_stats(stats: dict, bar_width: int = 40) -> str:
     for name, counts in stats["attributes"].items():
         shown = ", ".join(f"{value}: {n}" for value, n in counts.items()) or "(absent)"
         lines.append(f"  {name:<10} {shown}")
+    if stats.get("problems"):
+        lines += ["", "problems:"] + [f"  {line}" for line in stats["problems"]]
     return "\n".join(lines)

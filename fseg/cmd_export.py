@@ -27,8 +27,8 @@ from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_
               help="Detections scoring below F are dropped in the graph. Default: the config's "
                    "DETECTION_MIN_CONFIDENCE.")
 @click.option("--max-detections", type=click.IntRange(min=1), default=None, metavar="N",
-              help="At most N detections per image (the padded size of serving_default's outputs). "
-                   "Default: the config's DETECTION_MAX_INSTANCES.")
+              help="At most N detections per image (the padded size of serving_default's outputs), at most the "
+                   "config's POST_NMS_ROIS_INFERENCE. Default: the config's DETECTION_MAX_INSTANCES.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder (only once the new export is complete).")
 @click.option("--inspect", "inspect_dir", default=None, type=click.Path(path_type=Path), metavar="DIR",
               help="Describe the export in DIR (origin, classes, signatures with their inputs and outputs); "
@@ -97,6 +97,10 @@ def export_model(weights, config_path, out_dir: Path, min_confidence, max_detect
     if max_detections is not None:
         overrides["DETECTION_MAX_INSTANCES"] = int(max_detections)
     config, config_source = runtime.load_config(config_path, weights=choice, overrides=overrides)
+    if max_detections is not None and max_detections > config.POST_NMS_ROIS_INFERENCE:
+        raise CommandError(f"--max-detections {max_detections} is more than the {config.POST_NMS_ROIS_INFERENCE} "
+                           f"proposals detections come from (POST_NMS_ROIS_INFERENCE of {config_source}); "
+                           f"serving_default's outputs would be padded to it for nothing", EXIT_USAGE)
     try:
         check_exportable(config)
     except ExportError as exc:

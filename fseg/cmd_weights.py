@@ -25,7 +25,9 @@ def weights() -> None:
 def inspect(file: str, as_json: bool, with_layers: bool) -> None:
     """Describe a weights FILE without loading a model.
 
-    Prints the file's layout, the Keras version that saved it, whether it is a
+    Prints the file's layout, the Keras version it records (fseg's own files
+    record 2.1.6, the version of the layout they are written in, so that
+    Keras 2 loaders read them unconverted), whether it is a
     training- or inference-mode save, the backbone (resnet50 or resnet101, from
     the number of res4 blocks), the number of classes including background (from
     the mrcnn_class_logits layer), the parameter count and the number of layers.

@@ -61,8 +61,12 @@ def test_text_report_has_a_bar_per_category(coco_file):
     assert "#" not in lines["skirt"]
 
 
-@pytest.mark.parametrize("content, message", [("{", "not valid JSON"), ("[]", "not a COCO"),
-                                              ('{"annotations": []}', "not a COCO")])
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"), ("[]", "not a COCO"), ('{"annotations": []}', "not a COCO"),
+    ('{"images": [], "annotations": [5]}', r"annotations\[0\] is 5, not an object"),
+    ('{"images": ["x"]}', r"images\[0\] is 'x', not an object"),
+    ('{"images": [], "annotations": [{"image_id": 1, "category_id": [1]}]}', r"category_id \[1\], not an id"),
+])
 def test_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -73,3 +77,18 @@ def test_bad_files(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(StatsError, match="cannot read"):
         compute_stats(tmp_path / "nope.json")
+
+
+def test_annotations_no_category_or_image_owns_and_repeated_ids_are_problems(tmp_path):
+    coco = {"images": [{"id": 1}, {"id": 2}],
+            "categories": [{"id": 1, "name": "shirt"}, {"id": 1, "name": "dup"}, {"id": 2, "name": "skirt"}],
+            "annotations": [{"image_id": 1, "category_id": 1}, {"image_id": 1, "category_id": 99},
+                            {"image_id": 99, "category_id": 2}]}
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(coco))
+    stats = compute_stats(path)
+    assert [(c["name"], c["instances"]) for c in stats["per_category"]] == [("shirt", 1), ("skirt", 1)]
+    assert stats["problems"] == ["1 annotation(s) with a category id that is not listed in 'categories'",
+                                 "1 annotation(s) with an image id that is not listed in 'images'",
+                                 "category id 1 is listed 2 times"]
+    assert "problems:" in format_stats(stats)

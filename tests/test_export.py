@@ -308,6 +308,16 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_no_folder(small_model_f
     assert nothing_beside(tmp_path)  # the temporary folder and the parents made for it are gone
 
 
+def test_more_detections_than_proposals_are_refused(small_model_files, tmp_path):
+    from mrcnn.config import load_config
+
+    proposals = load_config(small_model_files[0]).POST_NMS_ROIS_INFERENCE
+    result = run("export", "--weights", small_model_files[1], "--config", small_model_files[0], "--out",
+                 tmp_path / "e", "--max-detections", proposals + 1)
+    one_line_error(result, 2, f"--max-detections {proposals + 1}", "POST_NMS_ROIS_INFERENCE")
+    assert "Weights:" not in result.output and not (tmp_path / "e").exists()
+
+
 def test_a_training_resize_mode_is_refused(small_model_files, tmp_path):
     config = tmp_path / "crop.toml"
     config.write_text(small_model_files[0].read_text() + 'IMAGE_RESIZE_MODE = "crop"\n')

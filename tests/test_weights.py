@@ -234,16 +234,31 @@ def bad_files(tmp_path, small_file):
     with h5py.File(damaged, "w") as h5:
         h5.attrs["layer_names"] = np.array([b"conv1"])
         h5.create_group("conv1").attrs["weight_names"] = np.array([b"conv1/kernel:0"])
+    not_utf8 = tmp_path / "not_utf8.h5"
+    with h5py.File(not_utf8, "w") as h5:
+        h5.attrs["layer_names"] = np.array([b"conv\xff1"])
+    group_weight = tmp_path / "group_weight.h5"
+    with h5py.File(group_weight, "w") as h5:
+        h5.attrs["layer_names"] = np.array([b"conv1"])
+        group = h5.create_group("conv1")
+        group.attrs["weight_names"] = np.array([b"conv1/kernel:0"])
+        group.create_group("conv1/kernel:0")
+    int_names = tmp_path / "int_names.h5"
+    with h5py.File(int_names, "w") as h5:
+        h5.attrs["layer_names"] = np.array([1, 2])
     return {"missing": (tmp_path / "nope.h5", "not found"),
             "damaged": (damaged, "conv1/kernel:0 is missing"),
+            "not utf-8": (not_utf8, "not UTF-8"),
+            "group weight": (group_weight, "conv1/kernel:0 is a group, not an array"),
+            "int names": (int_names, "expected a string attribute"),
             "truncated": (truncated, "truncated"),
             "not hdf5": (text, "not an HDF5 file"),
             "not keras": (not_keras, "not a Keras 2 weights file"),
             "directory": (tmp_path, "directory")}
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "not hdf5", "not keras", "damaged",
-                                  "directory"])
+@pytest.mark.parametrize("case", ["missing", "truncated", "not hdf5", "not keras", "damaged", "not utf-8",
+                                  "group weight", "int names", "directory"])
 def test_bad_files_give_one_line_errors(tmp_path, case):
     small = write_tiny_file(tmp_path / "small.h5", tiny_file_layers())
     path, phrase = bad_files(tmp_path, small)[case]
@@ -595,3 +610,13 @@ def test_released_layout_into_14_class_model_with_standard_exclude(v20_file, tmp
     # be wrong: the file is a training-mode save), so the excluded heads stay untouched.
     report = model.load_weights(str(v20_file), exclude=HEADS)
     assert len(report.loaded) == 230
+
+
+def test_a_scalar_class_head_tells_no_class_count(tmp_path):
+    path = tmp_path / "scalar_head.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["layer_names"] = np.array([b"mrcnn_class_logits"])
+        group = h5.create_group("mrcnn_class_logits")
+        group.attrs["weight_names"] = np.array([b"mrcnn_class_logits/kernel:0"])
+        group.create_dataset("mrcnn_class_logits/kernel:0", data=np.float32(1))
+    assert inspect_weights(path).num_classes is None

@@ -9,10 +9,11 @@ graph. The rules of ``read_image_rgb`` (Pillow) are followed where TensorFlow's 
   8 bits as Pillow does: 16-bit grayscale ``round(v / 257)``, 16-bit colour the high byte; palette
   and grayscale become RGB; an alpha channel (also a palette's transparency) is composited onto
   white with the same float32 arithmetic.
-* anything else TensorFlow decodes (BMP, the first frame of a GIF) through ``tf.io.decode_image``.
+* anything else TensorFlow decodes (BMP, WebP, the first frame of a GIF) through ``tf.io.decode_image``.
 
 Not done in the graph: the EXIF orientation (``read_image_rgb`` rotates phone photos by their
-EXIF tag; a client must send upright images), and CMYK JPEGs (Pillow converts them itself).
+EXIF tag; a client must send upright images). CMYK JPEGs decode as Pillow converts them (equal pixels
+on a Pillow-written file). Bytes that do not decode fail the whole batch (a graph cannot skip an element).
 ``tests/test_export_twins.py`` compares this with ``read_image_rgb`` on JPEG, PNG, grayscale,
 16-bit, palette and transparent images.
 """

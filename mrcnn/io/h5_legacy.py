@@ -71,7 +71,10 @@ class WeightsFile:
 
 def _to_str(value) -> str:
     if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8")
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise WeightsError(f"a name attribute is not UTF-8 text: {bytes(value)[:40]!r}") from None
     if isinstance(value, str):
         return value
     raise WeightsError(f"expected a string attribute, found {value!r}")
@@ -159,6 +162,10 @@ def open_h5(path) -> Iterator:
             yield root
         except (OSError, KeyError, RuntimeError) as exc:  # h5py's ways of saying a block is unreadable
             raise WeightsError(f"{path} is damaged: {str(exc).splitlines()[0].strip(chr(39))}") from None
+        except WeightsError as exc:
+            if type(exc) is not WeightsError or str(path) in str(exc):  # subclasses carry their own details
+                raise
+            raise WeightsError(f"{path}: {exc}") from None  # every message names the file
 
 
 def _weights_root(h5, path):
@@ -175,6 +182,8 @@ def _weights_root(h5, path):
 
 def read_file_layers(root, path) -> list[tuple[str, list[tuple[str, object]]]]:
     """Every layer of the file: ``[(layer, [(weight_name, h5py.Dataset)])]``, file order."""
+    import h5py
+
     layers = []
     for name in _attr_names(root.attrs, "layer_names"):
         try:
@@ -184,9 +193,12 @@ def read_file_layers(root, path) -> list[tuple[str, list[tuple[str, object]]]]:
         weights = []
         for weight_name in _attr_names(group.attrs, "weight_names"):
             try:
-                weights.append((weight_name, group[weight_name]))
+                dataset = group[weight_name]
             except KeyError:
                 raise WeightsError(f"{path} is damaged: weight {name}/{weight_name} is missing") from None
+            if not isinstance(dataset, h5py.Dataset):
+                raise WeightsError(f"{path} is damaged: weight {name}/{weight_name} is a group, not an array")
+            weights.append((weight_name, dataset))
         layers.append((name, weights))
     return layers
 

@@ -110,14 +110,11 @@ def _detect_backbone(layers) -> str:
 
 
 def _detect_classes(layers) -> int | None:
-    """Class count (background included) from the heads' output widths."""
+    """Class count (background included) from the heads' output widths (None when no head says it)."""
     shapes = {name: [s for _, s in ws] for name, ws in layers}
-    if "mrcnn_class_logits" in shapes:
-        return int(shapes["mrcnn_class_logits"][0][-1])
-    if "mrcnn_mask" in shapes:
-        return int(shapes["mrcnn_mask"][0][-1])
-    if "mrcnn_bbox_fc" in shapes:
-        return int(shapes["mrcnn_bbox_fc"][0][-1]) // 4
+    for head, per_class in (("mrcnn_class_logits", 1), ("mrcnn_mask", 1), ("mrcnn_bbox_fc", 4)):
+        if head in shapes and shapes[head][0]:  # a scalar (a damaged head) says nothing
+            return int(shapes[head][0][-1]) // per_class
     return None
 
 
