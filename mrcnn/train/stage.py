@@ -102,9 +102,8 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
             verbose=verbose,
         )
     except tf.errors.OpError:
-        if not skipped.nothing_readable:
+        if not skipped.nothing_readable:  # else the input pipeline's own error (image_loader): raised below
             raise
-        history = None  # the input pipeline's own error (image_loader): said in one line, below
     finally:
         if recorder.last_epoch is not None:
             mrcnn_model.epoch = max(mrcnn_model.epoch, recorder.last_epoch)
