@@ -83,8 +83,8 @@ def check_resume(done: dict[str, int], images: Sequence[InputImage], out_dir: Pa
     renumbered = [key for key, image_id in done.items() if planned[key] != image_id]
     if renumbered:
         raise CommandError(f"--resume: these inputs number the images differently from the interrupted run "
-                           f"(e.g. {renumbered[0]}); give its inputs in the same order, or run without --resume",
-                           EXIT_USAGE)
+                           f"(e.g. {renumbered[0]}); give its inputs in the same order (a folder with the same "
+                           f"files), or run without --resume", EXIT_USAGE)
 
 
 class PredictionWriter:
