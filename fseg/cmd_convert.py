@@ -58,7 +58,8 @@ def convert(split_dir, out_path, images_dir, annos_dir, workers, area_mode, keyp
     Bad data (unreadable files, unknown categories, broken polygons, too few
     landmarks, coordinates outside the image) is repaired by clipping or skipped,
     counted, and summarised on stderr at the end. Exit codes: 0 converted,
-    1 problems found under --strict (nothing written), 2 bad usage.
+    1 problems found under --strict or a write that failed (nothing written),
+    2 bad usage, 130/143 interrupted by Ctrl-C/SIGTERM (nothing written).
     """
     # The converter never multiplies matrices; OpenBLAS (loaded with numpy, for mask areas) would
     # otherwise start a thread per core in this process and in every worker: about 0.1 s of CPU each.

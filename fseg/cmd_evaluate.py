@@ -50,7 +50,8 @@ class DetectionRun:
 @click.option("--images", "-i", "images_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder the annotation file's `file_name`s are in (needed unless --results).")
 @click.option("--weights", "-w", default=None, metavar="FILE|last",
-              help="Weights .h5 file, or `last` for the newest checkpoint under logs/. Default: as `fseg predict` "
+              help="Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/. "
+                   "Default: as `fseg predict` "
                    "($FSEG_WEIGHTS, newest checkpoint of the config's NAME, weights/<NAME>.h5).")
 @click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Model config TOML. Default: the config recorded with the weights' training run, else "

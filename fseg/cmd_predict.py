@@ -30,7 +30,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the outputs (created if missing; files of an earlier run are overwritten).")
 @click.option("--weights", "-w", default=None, metavar="FILE|last",
-              help="Weights .h5 file, or `last` for the newest checkpoint under logs/. "
+              help="Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/. "
                    "Default: $FSEG_WEIGHTS, else the newest checkpoint of the config's NAME under logs/, "
                    "else weights/<NAME>.h5.")
 @click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),

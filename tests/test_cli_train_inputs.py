@@ -117,3 +117,21 @@ def test_a_run_continues_only_from_its_newest_checkpoint_and_only_under_its_logs
     elsewhere.set_log_dir(run / "mask_rcnn_tiny_0002.h5")  # another logs folder: a new run there
     assert elsewhere.epoch == 2 and Path(elsewhere.claim_log_dir()).parent == tmp_path / "other_logs"
     assert sorted(p.name for p in run.iterdir()) == ["mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0002.h5"]
+
+
+def test_a_dataset_loaded_without_the_heads_fields_fails_before_training(split, tmp_path):
+    # From Python, as docs/usage_train.md shows: a landmark config with a CocoDataset loaded without
+    # annotation_fields used to fail mid-epoch with a TensorFlow traceback.
+    from mrcnn.config import load_config
+    from mrcnn.data.coco import CocoDataset
+    from mrcnn.data.dataset import DatasetError
+    from mrcnn.data.pipeline import build_training_dataset
+    from mrcnn.modeling.roi_heads import build_roi_heads, instance_fields
+
+    annotations, images = split
+    config = load_config(landmark_config(tmp_path / "lmk.toml"))
+    dataset = CocoDataset()
+    dataset.load_coco(annotations, images, class_names=config.CLASS_NAMES)
+    dataset.prepare()
+    with pytest.raises(DatasetError, match=r"'keypoints' was not kept: pass annotation_fields=\['keypoints'\]"):
+        build_training_dataset(dataset, config, instance_fields=instance_fields(build_roi_heads(config)))

@@ -129,6 +129,8 @@ def build_validation_dataset(dataset: Dataset, config, *, instance_fields=(), sk
 def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, training, fields, skip_sources,
            batch_size, skipped, shard) -> tf.data.Dataset:
     _check_inputs(dataset, config)
+    if fields:
+        _check_fields(dataset, fields)
     pipelines, index = shard or (1, 0)
     if not 0 <= index < pipelines:
         raise ValueError(f"shard index {index} is not in 0..{pipelines - 1}")
@@ -165,6 +167,14 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
             .batch(batch_size or config.BATCH_SIZE, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))
+
+
+def _check_fields(dataset, fields) -> None:
+    """Ask the dataset for the heads' fields of its first annotated image now, so that a dataset without
+    them (a CocoDataset loaded without ``annotation_fields``) fails here in one line, not in the first batch."""
+    for image_id in dataset.image_ids[:100]:
+        if any(len(rows) for rows in dataset.load_instance_fields(image_id, fields).values()):
+            return
 
 
 def _check_inputs(dataset, config) -> None:
