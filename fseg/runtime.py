@@ -162,8 +162,8 @@ def download_hint(target: Path) -> str:
     """One sentence telling where to download weights and where to put them."""
     return (
         f"Download the DeepFashion2 model from {FASHION_MODEL_URL} and save it as {target} "
-        f"(or pass --weights FILE; predict and evaluate also read ${WEIGHTS_ENV}); matterport's COCO weights (81 classes, "
-        f"needs a COCO config) are at {COCO_MODEL_URL}"
+        f"(or pass --weights FILE; predict and evaluate also read ${WEIGHTS_ENV}); matterport's COCO weights "
+        f"(81 classes, needs a COCO config) are at {COCO_MODEL_URL}"
     )
 
 

@@ -76,17 +76,22 @@ def test_malformed_files_are_reported_and_the_run_goes_on(split, tmp_path):
 
 # ---- item 10: without --force, an output created during the run is not replaced -------------------------
 
-def test_an_output_created_during_the_run_is_not_replaced(split, tmp_path, monkeypatch):
+def another_run_writes(monkeypatch, path: Path, text: str) -> None:
+    """While the patched convert runs its first chunk, another run creates ``path``."""
     import df2coco.convert
 
-    out = tmp_path / "out.json"
     real_convert_chunk = df2coco.convert.convert_chunk
 
-    def another_run_finishes_first(chunk, options):
-        out.write_text("another run's output")
+    def convert_chunk(chunk, options):
+        path.write_text(text)
         return real_convert_chunk(chunk, options)
 
-    monkeypatch.setattr(df2coco.convert, "convert_chunk", another_run_finishes_first)
+    monkeypatch.setattr(df2coco.convert, "convert_chunk", convert_chunk)
+
+
+def test_an_output_created_during_the_run_is_not_replaced(split, tmp_path, monkeypatch):
+    out = tmp_path / "out.json"
+    another_run_writes(monkeypatch, out, "another run's output")
     result = run("convert", split, "--out", out, "--report", tmp_path / "r.jsonl", "--workers", 1)
     assert_one_line_error(result, 1, f"{out} was created by something else while this run wrote it "
                                      "(another run?); it was left as it is (use --force to replace it)")
@@ -95,16 +100,8 @@ def test_an_output_created_during_the_run_is_not_replaced(split, tmp_path, monke
 
 
 def test_a_report_created_during_the_run_takes_the_new_output_back(split, tmp_path, monkeypatch):
-    import df2coco.convert
-
     report = tmp_path / "r.jsonl"
-    real_convert_chunk = df2coco.convert.convert_chunk
-
-    def another_run_writes_the_report(chunk, options):
-        report.write_text("another run's report")
-        return real_convert_chunk(chunk, options)
-
-    monkeypatch.setattr(df2coco.convert, "convert_chunk", another_run_writes_the_report)
+    another_run_writes(monkeypatch, report, "another run's report")
     result = run("convert", split, "--out", tmp_path / "out.json", "--report", report, "--workers", 1)
     assert result.exit_code == 1 and "r.jsonl was created by something else" in result.output
     assert report.read_text() == "another run's report"

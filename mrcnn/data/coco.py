@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -290,7 +291,7 @@ def _field_array(raw, field, ann: dict) -> np.ndarray:
     return values.reshape(field.shape)
 
 
-def _raise_bad_field(raw, field, ann: dict):
+def _raise_bad_field(raw, field, ann: dict) -> NoReturn:
     got = f"{len(raw)} values" if isinstance(raw, list) else f"a {type(raw).__name__}"
     raise DatasetError(f"annotation {ann.get('id')}: '{field.name}' has {got}; it needs "
                        f"{int(np.prod(field.shape))} finite numbers ({' x '.join(map(str, field.shape))})")

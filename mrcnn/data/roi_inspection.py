@@ -35,7 +35,7 @@ def generate_random_rois(image_shape, count: int, gt_class_ids, gt_boxes, rng=No
     per_box = int(0.9 * count / len(gt_boxes)) if len(gt_boxes) else 0
     regions = [(max(y1 - (y2 - y1), 0), min(y2 + (y2 - y1), height), max(x1 - (x2 - x1), 0),
                 min(x2 + (x2 - x1), width)) for y1, x1, y2, x2 in gt_boxes]
-    regions += [(0, height, 0, width)] * 1  # the rest, anywhere
+    regions.append((0, height, 0, width))  # the rest, anywhere
     counts = [per_box] * len(gt_boxes) + [count - per_box * len(gt_boxes)]
     rois = [_random_boxes(rng, n, *region) for region, n in zip(regions, counts) if n]
     return np.concatenate(rois).astype(np.int32) if rois else np.zeros((0, 4), np.int32)
