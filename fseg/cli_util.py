@@ -52,9 +52,13 @@ def is_tty() -> bool:
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its C++ start-up notices (oneDNN, CUDA, absl) hidden.
 
-    TensorFlow prints them straight to file descriptor 2 while it loads, before
-    any Python logging setting applies; they would bury the CLI's own messages.
-    Python errors raised by the import are not affected.
+    TensorFlow prints them straight to file descriptor 2 while it loads and when it
+    first lists the devices (on a machine with CUDA's libraries but no GPU, an
+    ``E0000 ... failed call to cuInit`` line), before any Python logging setting
+    applies; they would bury the CLI's own messages. So the physical devices are
+    listed here too, still silenced. That leaves the runtime unconfigured: thread
+    counts and logical devices can still be set afterwards. Python errors raised by
+    the import are not affected.
     """
     if "tensorflow" in sys.modules:
         return
@@ -69,7 +73,9 @@ def import_tensorflow_quietly() -> None:
     try:
         sys.stderr.flush()
         os.dup2(devnull, fd)
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, fd)
         os.close(saved)

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -331,6 +335,21 @@ def test_predict_batched_without_overlays(small_model_files, reuse_built_models,
     records = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert all(r["score"] >= 0.5 for r in records)
     assert len(json.loads((tmp_path / "out" / "images.json").read_text())["images"]) == 6
+
+
+@pytest.mark.slow
+def test_stderr_holds_no_tensorflow_start_up_notices(small_model_files, tmp_path):
+    # A real process: TensorFlow's C++ notices go to file descriptor 2, past any Python capture. On a
+    # machine with CUDA's libraries and no GPU, listing the devices printed "E0000 ... failed call to cuInit".
+    config_path, weights_path = small_model_files
+    done = subprocess.run([sys.executable, "-m", "fseg", "predict", str(TEST_IMG / "test.png"),
+                           "--out", str(tmp_path / "out"), "--weights", str(weights_path),
+                           "--config", str(config_path)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    absl_lines = [line for line in done.stderr.splitlines() if re.match(r"[IWEF]\d{4} ", line)]
+    assert absl_lines == [], done.stderr
+    assert "1 image" in done.stderr, done.stderr  # the summary line, after the notices would be
 
 
 @pytest.mark.slow
