@@ -33,32 +33,9 @@ def layer_regex(layers: str, heads=()) -> str:
     return regex
 
 
-def set_trainable(model: keras.Model, regex: str) -> list[str]:
-    """Makes the layers with weights whose name fully matches ``regex`` trainable, freezes the rest.
-
-    Nested models (``rpn_model``) are searched recursively. Returns the names of
-    the trainable layers.
-    """
-    trainable = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            inner = set_trainable(layer, regex)
-            layer.trainable = bool(inner)
-            if inner:  # setting trainable on a model resets its layers: apply the regex again
-                set_trainable(layer, regex)
-            trainable += inner
-            continue
-        if not layer.weights:
-            continue
-        layer.trainable = re.fullmatch(regex, layer.name) is not None
-        if layer.trainable:
-            trainable.append(layer.name)
-    return trainable
-
-
 def matching_layers(model: keras.Model, regex: str) -> list[str]:
-    """Names of the layers with weights (nested models searched) whose name fully matches ``regex``; changes
-    nothing (:func:`set_trainable` is the one that sets the flags)."""
+    """Names of the layers with weights whose name fully matches ``regex``, nested models (``rpn_model``)
+    searched, in the model's layer order. Changes nothing: :func:`set_trainable` sets the flags."""
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -66,6 +43,32 @@ def matching_layers(model: keras.Model, regex: str) -> list[str]:
         elif layer.weights and re.fullmatch(regex, layer.name):
             found.append(layer.name)
     return found
+
+
+def set_trainable(model: keras.Model, regex: str) -> list[str]:
+    """Makes the layers of :func:`matching_layers` trainable and freezes every other layer with weights.
+
+    A nested model is trainable when any of its layers is. Returns the names of the trainable layers.
+    """
+    chosen = matching_layers(model, regex)
+    _set_flags(model, set(chosen))
+    return chosen
+
+
+def _set_flags(model: keras.Model, chosen: set[str]) -> bool:
+    """Sets ``trainable`` of ``model``'s layers to membership of ``chosen``; True if any is trainable."""
+    any_trainable = False
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layer.trainable = True  # setting a model's flag resets its layers' flags: set it first
+            inner = _set_flags(layer, chosen)
+            if not inner:
+                layer.trainable = False
+            any_trainable |= inner
+        elif layer.weights:
+            layer.trainable = layer.name in chosen
+            any_trainable |= layer.trainable
+    return any_trainable
 
 
 def no_layer_message(layers: str) -> str:
