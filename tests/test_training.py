@@ -560,3 +560,27 @@ def test_validation_steps_never_exceed_the_full_batches_available():
     assert validation_steps(SimpleNamespace(image_ids=list(range(7))), config) == 3
     assert validation_steps(SimpleNamespace(image_ids=list(range(500))), config) == 50
     assert validation_steps(SimpleNamespace(image_ids=[0]), config) == 0
+
+
+@pytest.mark.parametrize("stop_after", [2, None])
+def test_the_progress_bar_of_an_epoch_stopped_early_ends_on_the_steps_run(stop_after, capsys):
+    # A time limit or a signal stops the epoch after `stop_after` of 5 steps: its last progress line
+    # says 2/5 (the CSV marks it partial), where Keras' own bar jumped to 5/5.
+    import keras
+
+    from mrcnn.train.callbacks import PartialEpochProgbar
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stop_after is not None and batch + 1 == stop_after:
+                self.model.stop_training = True
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((10, 3)), np.zeros((10, 1)), batch_size=2, epochs=1, verbose=1,
+              callbacks=[StopAfter(), PartialEpochProgbar()])
+    shown = capsys.readouterr().out
+    if stop_after is None:
+        assert "5/5" in shown, shown
+    else:
+        assert "2/5" in shown and "5/5" not in shown, shown

@@ -171,11 +171,22 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class PartialEpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, except that an epoch stopped early (time limit, signal, NaN loss) ends on the
+    steps it ran (``37/100``), as ``training_log.csv`` marks it partial, not on ``100/100``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.target and 0 < self.seen < self.target:
+            self.progbar.update(self.seen, list((logs or {}).items()), finalize=True)
+        else:
+            super().on_epoch_end(epoch, logs)
+
+
 def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks, skipped):
     """The NaN guard, the learning rate, and the epoch recorder (checkpoint, CSV, TensorBoard) of one stage.
 
-    Returns (callbacks for ``fit``, the guard, the recorder). The chief claims the run folder, records the config in it and repairs its logs after an interrupted
-    run (``RunLog.reconcile``) before training starts.
+    Returns (callbacks for ``fit``, the guard, the recorder). The chief claims the run folder, records the
+    config in it and repairs its logs after an interrupted run (``RunLog.reconcile``) before training starts.
     """
     chief = is_chief(mrcnn_model.strategy)
     run_log = RunLog(mrcnn_model.log_dir, mrcnn_model.config.NAME or "mrcnn", loss_names)
@@ -187,5 +198,7 @@ def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks, skip
     guard = StopOnNonFiniteLoss()
     recorder = EpochRecorder(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch, run_log, layers, guard,
                              write=chief)
-    return ([guard, LearningRateLogger(), SkippedImagesReport(skipped), recorder, *(custom_callbacks or [])],
+    # fit() uses the progress bar given (printing only when its verbose says so) instead of adding its own.
+    return ([guard, LearningRateLogger(), SkippedImagesReport(skipped), recorder, PartialEpochProgbar(),
+             *(custom_callbacks or [])],
             guard, recorder)
