@@ -172,7 +172,7 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
     named, _ = runtime.load_config(config_path)
     if weights is None and not named.NAME:
         raise CommandError(f"{config_path}: the config sets no NAME; give --weights FILE", EXIT_USAGE)
-    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
+    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named))
     config, config_source = runtime.load_config(
         config_path, weights=choice, source="evaluate",
         overrides={"DETECTION_MIN_CONFIDENCE": 0.0, "IMAGES_PER_GPU": 1, "GPU_COUNT": 1})

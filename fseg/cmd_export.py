@@ -90,7 +90,7 @@ def export_model(weights, config_path, out_dir: Path, min_confidence, max_detect
         raise CommandError(str(exc), EXIT_USAGE) from None
     runtime.check_out_dir(out_dir.absolute().parent, "--out's folder")
     named, _ = runtime.load_config(config_path)
-    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn", use_defaults=False)
+    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named), use_defaults=False)
     overrides = {"GPU_COUNT": 1, "IMAGES_PER_GPU": 1}
     if min_confidence is not None:
         overrides["DETECTION_MIN_CONFIDENCE"] = float(min_confidence)

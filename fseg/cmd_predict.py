@@ -147,7 +147,7 @@ def plan_checkpoint(weights, config_path, batch_size, min_confidence, precision=
     if not named.NAME and not weights:
         raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights); "
                            f"give --weights FILE", EXIT_USAGE)
-    choice = runtime.resolve_weights_or_exit(weights, named.NAME or "mrcnn")
+    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named))
     config, config_source = runtime.load_config(config_path, weights=choice,
                                                 overrides=inference_overrides(batch_size, min_confidence))
     check_batchable(config)

@@ -113,7 +113,7 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
     from fseg import runtime
 
     config, _ = runtime.load_config(config_path)
-    choice = runtime.resolve_weights_or_exit(weights, config.NAME or "mrcnn", logs_dir=logs_dir, allow_none=True,
+    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(config), logs_dir=logs_dir, allow_none=True,
                                              use_defaults=False)
     # Resuming a run (--weights last or a run's checkpoint) keeps the config it trained with.
     config, config_source = runtime.load_config(config_path, weights=choice)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, user_errors
-from mrcnn.train.checkpoints import find_last, run_config_for
+from mrcnn.train.checkpoints import find_last, run_config_for, run_name  # noqa: F401 (run_name: for the commands)
 
 DEFAULT_CONFIG_NAME = "deepfashion2.toml"
 LOGS_DIR = Path("logs")

@@ -160,7 +160,7 @@ class MaskRCNN:
         """
         self.epoch = 0
         self._run_start = datetime.datetime.now()
-        name = self.config.NAME or "mrcnn"
+        name = checkpoints.run_name(self.config)
         parsed = checkpoints.parse_checkpoint(model_path, name) if model_path else None
         if parsed is not None:
             self.epoch = parsed.epoch
@@ -170,7 +170,7 @@ class MaskRCNN:
         else:
             self.log_dir = str(Path(self.model_dir) / checkpoints.log_dir_name(name, self._run_start))
             self._log_dir_claimed = False
-        self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+        self.checkpoint_path = checkpoints.checkpoint_path_template(self.log_dir, name)
 
     def _continues(self, parsed, name: str) -> bool:
         """True when training from checkpoint ``parsed`` goes on in its run's folder (see :meth:`set_log_dir`)."""
@@ -187,16 +187,16 @@ class MaskRCNN:
     def claim_log_dir(self) -> Path:
         """Create this run's folder (once); a new run never shares a folder with another run."""
         if not self._log_dir_claimed:
-            name = self.config.NAME or "mrcnn"
+            name = checkpoints.run_name(self.config)
             self.log_dir = str(checkpoints.create_run_dir(self.model_dir, name, self._run_start))
-            self.checkpoint_path = str(Path(self.log_dir) / f"mask_rcnn_{name.lower()}_*epoch*.h5")
+            self.checkpoint_path = checkpoints.checkpoint_path_template(self.log_dir, name)
             self._log_dir_claimed = True
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
         return Path(self.log_dir)
 
     def checkpoint_for_epoch(self, epoch: int) -> Path:
         """Path of the weights written after ``epoch`` epochs of this run."""
-        return Path(self.log_dir) / checkpoints.checkpoint_file_name(self.config.NAME or "mrcnn", epoch)
+        return Path(self.log_dir) / checkpoints.checkpoint_file_name(checkpoints.run_name(self.config), epoch)
 
     # --------------------------------------------------------------- training
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int, layers: str,

@@ -112,3 +112,13 @@ def test_find_last_returns_none_when_nothing_fits(tmp_path):
     assert find_last(tmp_path, "fashion") is None
     touch(tmp_path / "coco20260101T1000" / "mask_rcnn_coco_0001.h5")
     assert find_last(tmp_path, "fashion") is None
+
+
+def test_model_checkpoint_path_is_matterports_format_template(tmp_path):
+    # matterport's MaskRCNN.checkpoint_path: "<log_dir>/mask_rcnn_<name>_{epoch:04d}.h5", filled by its callback.
+    from mrcnn.train.checkpoints import checkpoint_epoch, checkpoint_path_template
+
+    template = checkpoint_path_template(tmp_path / "shapes20260127T093059", "Shapes")
+    filled = Path(template.format(epoch=7))
+    assert filled == tmp_path / "shapes20260127T093059" / checkpoint_file_name("Shapes", 7)
+    assert checkpoint_epoch(filled.name, "shapes") == 7 and checkpoint_epoch("mask_rcnn_coco.h5", "coco") is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +88,34 @@ def test_a_cut_last_line_and_dead_temporary_files_are_cleaned(tmp_path):
     dead.write_bytes(b"half a checkpoint")
     alive = tmp_path / f".mask_rcnn_{NAME}_0002.h5.{os.getpid()}.abcdef12.tmp"  # ours: still being written
     alive.write_bytes(b"")
+    impossible = tmp_path / ".x.99999999999999999999.ab.tmp"  # no process can have this id (os.kill overflows)
+    impossible.write_bytes(b"")
     done = run_log.reconcile()
     run_log.close()
     assert done["temporary_files_removed"] == [dead.name] and alive.exists() and not dead.exists()
+    assert impossible.exists()  # an unknown process id is left alone, on the safe side
     assert [r["epoch"] for r in csv_rows(tmp_path)] == ["1"]
+
+
+def test_mrcnn_and_df2coco_name_temporary_files_alike_and_agree_on_dead_writers(tmp_path):
+    # The two packages may not import each other, so each has its copy of the rule; this keeps them equal.
+    import tempfile
+
+    from df2coco import leftovers
+    from mrcnn.io import files
+
+    target = tmp_path / "out.json"
+    ours = files.temporary_sibling(target)
+    fd, theirs = tempfile.mkstemp(dir=tmp_path, prefix=leftovers.temporary_file_prefix(target), suffix=".tmp")
+    os.close(fd)
+    for name in (ours.name, Path(theirs).name):
+        match = files.TEMPORARY_NAME.fullmatch(name)
+        assert match and match.group("name") == "out.json" and int(match.group("pid")) == os.getpid(), name
+    for pid in (os.getpid(), 1, 999999999, 10 ** 20):
+        assert files.process_alive(pid) == leftovers.process_alive(pid), pid
+    dead = tmp_path / ".out.json.999999999.k2j_x9.tmp"  # a dead df2coco writer's name
+    dead.write_bytes(b"")
+    Path(theirs).unlink()
+    assert files.remove_dead_temporary_files(tmp_path) == [dead.name]
+    dead.write_bytes(b"")
+    assert leftovers.remove_dead_temporary_files(target) == [dead]

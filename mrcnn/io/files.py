@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -47,9 +48,43 @@ _UMASK = _current_umask()
 
 
 def temporary_sibling(path: str | os.PathLike) -> Path:
-    """A fresh hidden name in ``path``'s folder: ``.<name>.<pid>.<random>.tmp`` (not created)."""
+    """A fresh hidden name in ``path``'s folder: ``.<name>.<pid>.<random>.tmp`` (not created).
+
+    The process id lets a later run tell the leftovers of a killed writer (:func:`remove_dead_temporary_files`);
+    ``df2coco.leftovers`` names its temporary files the same way (a test keeps the two in agreement).
+    """
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp")  # a temporary_sibling's name
+
+
+def remove_dead_temporary_files(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files in ``folder`` (:data:`TEMPORARY_NAME`) whose writing process is gone.
+
+    For an output folder a killed run (``kill -9``, power loss) wrote into. A live process's file is never
+    touched. Returns the names deleted; files that vanish meanwhile or cannot be deleted are skipped.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        match = TEMPORARY_NAME.fullmatch(path.name)
+        if match and not process_alive(int(match.group("pid"))) and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path.name)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """True if a process with this id exists on this machine (or its existence cannot be ruled out)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; an id no process can have
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from mrcnn.io.weights import save_weights
-from mrcnn.train.checkpoints import write_run_config
+from mrcnn.train.checkpoints import run_name, write_run_config
 from mrcnn.train.run_log import RECORD_NOTE, STATUS_NAN, STATUS_OK, STATUS_PARTIAL, RunLog
 
 log = logging.getLogger(__name__)
@@ -189,11 +189,11 @@ def stage_callbacks(mrcnn_model, layers: str, loss_names, custom_callbacks, skip
     config in it and repairs its logs after an interrupted run (``RunLog.reconcile``) before training starts.
     """
     chief = is_chief(mrcnn_model.strategy)
-    run_log = RunLog(mrcnn_model.log_dir, mrcnn_model.config.NAME or "mrcnn", loss_names)
+    run_log = RunLog(mrcnn_model.log_dir, run_name(mrcnn_model.config), loss_names)
     if chief:
         log_dir = mrcnn_model.claim_log_dir()
         write_run_config(log_dir, mrcnn_model.config)
-        run_log = RunLog(log_dir, mrcnn_model.config.NAME or "mrcnn", loss_names)
+        run_log = RunLog(log_dir, run_name(mrcnn_model.config), loss_names)
         run_log.reconcile()
     guard = StopOnNonFiniteLoss()
     recorder = EpochRecorder(mrcnn_model.keras_model, mrcnn_model.checkpoint_for_epoch, run_log, layers, guard,

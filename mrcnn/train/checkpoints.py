@@ -73,11 +73,32 @@ def _run_order(folder_name: str, name: str) -> tuple[str, int] | None:
     return stamp, int(match.group(2) or 1)
 
 
+def run_name(config) -> str:
+    """The name a config's run folders and checkpoints carry: its NAME (matterport's), "mrcnn" when empty."""
+    return config.NAME or "mrcnn"
+
+
 def checkpoint_file_name(name: str, epoch: int) -> str:
     """File name of the weights after ``epoch`` epochs: ``mask_rcnn_deepfashion2_0007.h5``."""
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
-    return f"mask_rcnn_{name.lower()}_{epoch:04d}.h5"
+    return f"{_checkpoint_stem(name)}{epoch:04d}.h5"
+
+
+def checkpoint_epoch(file_name: str, name: str) -> int | None:
+    """The epoch of a checkpoint file name of config ``name`` (:func:`checkpoint_file_name`), else None."""
+    match = re.fullmatch(rf"{re.escape(_checkpoint_stem(name))}(\d{{4,}})\.h5", file_name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_path_template(log_dir: str | os.PathLike, name: str) -> str:
+    """matterport's ``MaskRCNN.checkpoint_path``: ``<log_dir>/mask_rcnn_<name>_{epoch:04d}.h5``, a
+    ``str.format(epoch=...)`` template."""
+    return str(Path(log_dir) / f"{_checkpoint_stem(name).replace('{', '{{').replace('}', '}}')}{{epoch:04d}}.h5")
+
+
+def _checkpoint_stem(name: str) -> str:
+    return f"mask_rcnn_{name.lower()}_"
 
 
 def checkpoint_path(model_dir: str | os.PathLike, name: str, start: dt.datetime, epoch: int) -> Path:
@@ -101,10 +122,8 @@ def parse_checkpoint(path: str | os.PathLike, name: str | None = None) -> Checkp
     folder = re.fullmatch(rf"({name_pattern}){_TIMESTAMP_PATTERN}", folder_name)
     if folder is None:
         return None
-    file = re.fullmatch(rf"mask_rcnn_{re.escape(folder.group(1))}_(\d{{4,}})\.h5", file_name)
-    if file is None:
-        return None
-    return Checkpoint(path.parent, int(file.group(1)))
+    epoch = checkpoint_epoch(file_name, folder.group(1))
+    return None if epoch is None else Checkpoint(path.parent, epoch)
 
 
 def find_last(model_dir: str | os.PathLike, name: str) -> Path | None:
@@ -134,12 +153,11 @@ def find_last(model_dir: str | os.PathLike, name: str) -> Path | None:
 
 def newest_checkpoint_in(log_dir: str | os.PathLike, name: str) -> Path | None:
     """The highest-epoch ``mask_rcnn_<name>_NNNN.h5`` file in ``log_dir``, or None."""
-    file_re = re.compile(rf"mask_rcnn_{re.escape(name.lower())}_(\d{{4,}})\.h5")
     best: tuple[int, Path] | None = None
     for path in Path(log_dir).iterdir():
-        match = file_re.fullmatch(path.name)
-        if match and path.is_file() and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), path)
+        epoch = checkpoint_epoch(path.name, name)
+        if epoch is not None and path.is_file() and (best is None or epoch > best[0]):
+            best = (epoch, path)
     return best[1] if best else None
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import re
 from pathlib import Path
 
-from mrcnn.io.files import atomic_write
+from mrcnn.io.files import atomic_write, remove_dead_temporary_files
 from mrcnn.io.h5_legacy import WeightsError, read_notes
+from mrcnn.train.checkpoints import checkpoint_epoch
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +119,8 @@ class RunLog:
 
     # ------------------------------------------------------------ agreement
     def checkpoint_epochs(self) -> dict[int, Path]:
-        pattern = re.compile(rf"mask_rcnn_{re.escape(self.name.lower())}_(\d{{4,}})\.h5")
-        return {int(m.group(1)): p for p in self.log_dir.iterdir() if (m := pattern.fullmatch(p.name))}
+        epochs = {p: checkpoint_epoch(p.name, self.name) for p in self.log_dir.iterdir()}
+        return {epoch: p for p, epoch in epochs.items() if epoch is not None}
 
     def reconcile(self) -> dict:
         """Make the CSV and TensorBoard agree with the checkpoints on disk (see the module docstring).
@@ -129,7 +128,7 @@ class RunLog:
         Returns what was done: {"rows_added": [...], "rows_dropped": [...], "steps_added": [...],
         "temporary_files_removed": [...]}.
         """
-        removed = _remove_dead_temporary_files(self.log_dir)
+        removed = remove_dead_temporary_files(self.log_dir)
         checkpoints = self.checkpoint_epochs()
         rows = self.read_rows()
         kept = [r for r in rows if r.get("status") == STATUS_NAN or int(r["epoch"]) in checkpoints]
@@ -171,24 +170,3 @@ def _is_number(value) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _remove_dead_temporary_files(log_dir: Path) -> list[str]:
-    """``.<name>.<pid>.<random>.tmp`` files (io.files) whose writing process is gone."""
-    removed = []
-    for path in log_dir.glob(".*.tmp"):
-        match = re.fullmatch(r"\..+\.(\d+)\.[0-9a-f]+\.tmp", path.name)
-        if match and not _process_alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
