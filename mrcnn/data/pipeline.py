@@ -26,7 +26,8 @@ Per image, in order (all in TensorFlow except mask rasterisation):
      rotation) in ``tf.numpy_function``; an image that cannot be read is skipped, counted and named
      (:class:`SkippedImages`), and training goes on;
   2. choose the scale as ``resize_image`` does (IMAGE_RESIZE_MODE "square" or "crop"), times a random
-     scale-jitter factor when augmenting; resize bilinearly (half-pixel centres) and truncate like matterport;
+     scale-jitter factor when augmenting; resize bilinearly (half-pixel centres) and truncate like matterport,
+     with ``tf.image.resize``, not the exact ``resize_bilinear_graph`` of inference (see :mod:`mrcnn.ops.resize`);
   3. rasterise the masks directly at the resized size and read the instance fields with
      ``dataset.load_instances_resized`` (pycocotools, in ``tf.numpy_function``, so many images
      decode in parallel); points are scaled with the image;
