@@ -3,7 +3,10 @@
     dataset      Dataset, DatasetError: images, classes, masks and instance fields (NumPy)
     coco         CocoDataset: a COCO instances file (such as ``fseg convert``'s output) (NumPy, pycocotools)
     augmentation Augmentation: fseg's built-in flips, scale jitter and colour changes (TensorFlow)
+    image_loader decoding, masks and instance fields at the resized size, unreadable images skipped (TensorFlow)
     pipeline     build_training_dataset / build_validation_dataset: tf.data batches of the training inputs
+    ground_truth matterport's load_image_gt and data_generator (NumPy, for scripts and notebooks)
+    roi_inspection matterport's random ROIs and their detection targets, for its inspect notebooks
 
 May import :mod:`mrcnn.ops` and :mod:`mrcnn.io`. ``dataset`` and ``coco`` never import TensorFlow
 (the names of ``augmentation`` and ``pipeline`` are loaded on first use, e.g.

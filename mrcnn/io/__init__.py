@@ -5,7 +5,9 @@
     h5_legacy       matterport's legacy Keras 2 ``.h5`` layout: read and write (h5py)
     weights         loading a file into a model by layer name, saving a model in that layout
     weights_inspect what a weights file holds, from names and shapes (``fseg weights inspect``)
+    imagenet        Keras' ImageNet ResNet files (downloaded by Keras on first use) under matterport's names
     overlay         the CLI's OpenCV drawing of detections (masks, boxes, labels, cut-outs)
 
-May import :mod:`mrcnn.registry`; never TensorFlow (``weights`` receives a built Keras model).
+May import :mod:`mrcnn.registry`; no TensorFlow at import time (``weights`` and ``imagenet`` import
+Keras inside the functions that receive or build a Keras model).
 """

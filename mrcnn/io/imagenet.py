@@ -10,7 +10,8 @@ Keras publishes today names them its own way, so it is downloaded into the Keras
     conv{s}_block{b}_0_conv / _bn        ->  res{s}{letter b}_branch1 / bn{s}{letter b}_branch1
 
 Both networks are Caffe-style bottleneck ResNets (stride on the first 1x1 conv, biases on every conv),
-so the arrays fit unchanged. No network access: a one-line error says where to put the file.
+so the arrays fit unchanged. Without network access (or when the download fails) a one-line
+error says where to put the file yourself.
 """
 from __future__ import annotations
 

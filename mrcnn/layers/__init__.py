@@ -1,10 +1,12 @@
-"""Level 2: stateless Keras layers, each a thin wrapper of a pure function.
+"""Level 1: Keras layers, each a thin wrapper of a pure function.
 
 Owns the graph ops matterport wrote as custom layers (``ProposalLayer``,
 ``PyramidROIAlign``, ``DetectionLayer``, ``DetectionTargetLayer``) and the small
 glue layers (``glue``). A layer stores its settings, returns them from
 ``get_config`` and calls one function; the math lives in that function (in the
-same file, or in :mod:`mrcnn.ops`). No weights here.
+same file, or in :mod:`mrcnn.ops`). All are stateless but one: ``landmarks.ClassSliceUpConvolution``
+holds the landmark head's up-convolution weights, because in training it computes only the
+class slice each ROI needs (its head, :mod:`mrcnn.modeling.landmark_head`, builds it).
 
 May import: :mod:`mrcnn.ops`, TensorFlow, Keras. Never the config, the models or I/O.
 """

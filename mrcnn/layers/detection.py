@@ -9,7 +9,7 @@ Per image, in matterport's order:
   5. the survivors, in ROI order, ranked by score (tf.nn.top_k, ties by ROI order),
      keep the top max_instances;
   6. rows [y1, x1, y2, x2, class_id, score], normalized, zero-padded to max_instances.
-No zero-area filter here; ``imaging.unmold_detections`` drops such boxes later.
+No zero-area filter here; ``mrcnn.ops.unmold.unmold_boxes`` drops such boxes later.
 """
 from __future__ import annotations
 

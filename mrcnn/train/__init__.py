@@ -1,4 +1,4 @@
-"""Level 4: training. Layer groups, the loss table, the train step, callbacks, stages and schedules, checkpoints.
+"""Level 3: training. Layer groups, the loss table, the train step, callbacks, stages and schedules, checkpoints.
 
     MaskRCNN.train(...)            one stage            (stage.run_training)
     run_schedule(model, ...)       the config's TRAIN_SCHEDULE, optionally in a time budget (schedule)

@@ -18,7 +18,8 @@ Each run folder also holds the config it trained with (:func:`write_run_config`)
 (matterport's ``display()`` listing), so a checkpoint says what made it
 (:func:`run_config_for`).
 
-Standard library only (and ``mrcnn.config``, which is too).
+Standard library only at import time (the CLI finds checkpoints without loading TensorFlow);
+:func:`write_run_config` imports ``mrcnn.config`` and ``mrcnn.io.files`` when called.
 """
 from __future__ import annotations
 
