@@ -38,6 +38,7 @@ from mrcnn.ops import resize as resize_ops
 from mrcnn.ops.anchors import get_anchors, get_pixel_anchors
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
 from mrcnn.train import checkpoints, layer_groups
+from mrcnn.train.losses import loss_table
 from mrcnn.train.stage import run_training
 from mrcnn.train.step import TrainingModel, make_optimizer
 
@@ -247,6 +248,9 @@ class MaskRCNN:
             molded_images.append(molded)
             image_metas.append(meta)
             windows.append(window)
+        if any(m.shape != molded_images[0].shape for m in molded_images):  # "pad64", "none": the photos' sizes
+            raise ValueError("after resizing, all images of a batch must have the same size, got "
+                             + ", ".join(f"{m.shape[0]}x{m.shape[1]}" for m in molded_images))
         return (np.stack(molded_images).astype(np.float32), np.stack(image_metas).astype(np.float32),
                 np.stack(windows))
 
@@ -289,8 +293,6 @@ class MaskRCNN:
         if len(images) != self.config.BATCH_SIZE:
             raise ValueError(f"detect() takes BATCH_SIZE={self.config.BATCH_SIZE} images, got {len(images)}")
         molded_images, image_metas, windows = self.mold_inputs(images)
-        if any(m.shape != molded_images[0].shape for m in molded_images):
-            raise ValueError("after resizing, all images of a batch must have the same size")
         if verbose:  # matterport's printout, to stdout as its notebooks expect
             print(f"Processing {len(images)} images")
             for image in images:
@@ -372,9 +374,9 @@ class MaskRCNN:
                 print(f"{' ' * indent}{name:20}")
         return trainable
 
-    def compile(self, learning_rate, momentum) -> TrainingModel:
+    def compile(self, learning_rate, momentum=None) -> TrainingModel:
         """The training model wrapped with its loss table and compiled with the config's OPTIMIZER
-        (``self.training_model``; ``momentum`` is SGD's).
+        (``self.training_model``; ``momentum`` is SGD's, default LEARNING_MOMENTUM).
 
         matterport compiled its Keras model in place; here the losses live in a ``train_step``, so the
         compiled object is a ``mrcnn.train.step.TrainingModel`` around ``keras_model`` (``fit`` it with
@@ -383,7 +385,8 @@ class MaskRCNN:
         if self.mode != "training":
             raise ValueError("compile() needs a model built in training mode")
         with self.strategy.scope():
-            self.training_model = TrainingModel(self.keras_model, self.config)
+            self.training_model = TrainingModel(self.keras_model, self.config,
+                                                loss_table(self.config, self.roi_heads))
             self.training_model.compile(optimizer=make_optimizer(self.config, learning_rate, momentum),
                                         jit_compile=False)
         return self.training_model

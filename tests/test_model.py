@@ -71,6 +71,13 @@ def test_detect_checks_its_inputs(model):
         model.detect([np.zeros((64, 64, 3), np.uint8)])
     with pytest.raises(ValueError, match="mode"):
         MaskRCNN(mode="predict", config=model.config, model_dir="unused")
+    # "pad64" keeps each photo's size: two sizes cannot share a batch, said in words, not by np.stack.
+    pad64 = config_from_dict({**{k: getattr(model.config, k) for k in ("NAME", "NUM_CLASSES", "IMAGES_PER_GPU")},
+                              "IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128})
+    padded = MaskRCNN.__new__(MaskRCNN)
+    padded.config = pad64
+    with pytest.raises(ValueError, match="all images of a batch must have the same size, got 128x128, 128x256"):
+        padded.mold_inputs([np.zeros((128, 128, 3), np.uint8), np.zeros((64, 100, 3), np.uint8)])
 
 
 def test_inference_model_has_matterport_outputs_and_nested_rpn(model):

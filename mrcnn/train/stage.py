@@ -12,8 +12,6 @@ from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
 from mrcnn.modeling.roi_heads import instance_fields
 from mrcnn.train.callbacks import stage_callbacks
 from mrcnn.train.layer_groups import layer_regex, no_layer_message, set_trainable
-from mrcnn.train.losses import loss_table
-from mrcnn.train.step import TrainingModel, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +81,9 @@ def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs,
         raise ValueError(no_layer_message(layers))
     log.info("Starting at epoch %d, LR=%g, training %d layers (%s)", mrcnn_model.epoch, learning_rate,
              len(trainable), layers)
-    terms = loss_table(config, mrcnn_model.roi_heads)
-    with mrcnn_model.strategy.scope():
-        trainer = TrainingModel(mrcnn_model.keras_model, config, terms)
-        trainer.compile(optimizer=make_optimizer(config, learning_rate), jit_compile=False)
-    callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in terms], custom_callbacks,
-                                                 skipped)
+    trainer = mrcnn_model.compile(learning_rate)
+    callbacks, guard, recorder = stage_callbacks(mrcnn_model, layers, [t.name for t in trainer.loss_terms],
+                                                 custom_callbacks, skipped)
     try:
         history = trainer.fit(
             train_data,
