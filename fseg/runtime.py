@@ -182,8 +182,10 @@ def check_precision_or_exit(precision: str) -> None:
     if precision != "float32":  # float32 needs no check; the others list the GPUs through TensorFlow
         import_tensorflow_quietly()
 
-    with user_errors(PrecisionError):
+    try:
         check_precision(precision)
+    except PrecisionError as exc:
+        raise CommandError(f"--precision {exc}".replace("use bf16", "use --precision bf16"), EXIT_USAGE) from None
 
 
 def load_model(config, weights_path: Path | None, mode: str = "inference", *, exclude=(), **model_options):

@@ -70,7 +70,8 @@ class MaskRCNN:
             raise ValueError(f"mode must be 'inference' or 'training', got {mode!r}")
         if precision is not None:
             if mode != "inference":
-                raise ValueError("precision= is for inference models; train with `fseg train --mixed-precision`")
+                raise ValueError("precision= is for inference models; for mixed-precision training set Keras' global "
+                                 "dtype policy before building (keras.mixed_precision.set_global_policy)")
             check_precision(precision)
         self.precision = precision
         self.mode = mode

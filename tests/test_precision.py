@@ -50,7 +50,7 @@ def test_reduced_precision_needs_native_hardware(monkeypatch, cpu_flags, gpus, p
     with pytest.raises(PrecisionError) as error:
         check_precision(precision)
     message = str(error.value)
-    assert "\n" not in message and f"--precision {precision} needs" in message
+    assert "\n" not in message and message.startswith(f"{precision} needs") and "--" not in message
     assert ("compute capability" in message) if gpus else ("no GPU is visible" in message)
 
 
@@ -129,7 +129,7 @@ def test_training_models_refuse_a_precision():
     from mrcnn.config import config_from_dict
     from mrcnn.model import MaskRCNN
 
-    with pytest.raises(ValueError, match="--mixed-precision"):
+    with pytest.raises(ValueError, match="set_global_policy"):
         MaskRCNN("training", config_from_dict(TINY, source="test"), "unused", precision="bf16")
 
 

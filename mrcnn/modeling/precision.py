@@ -39,7 +39,8 @@ class PrecisionError(ValueError):
 
 
 def check_precision(precision: str) -> None:
-    """Raises :class:`PrecisionError` (a one-line message) unless ``precision`` runs natively here."""
+    """Raises :class:`PrecisionError` (a one-line message starting with ``precision``'s name, which the CLI
+    prefixes with ``--precision``) unless ``precision`` runs natively here."""
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "float32":
@@ -53,11 +54,11 @@ def check_precision(precision: str) -> None:
     where = (f"the visible GPUs have compute capability {', '.join('%d.%d' % c for c in gpus)}, "
              f"below {needed[0]}.{needed[1]}" if gpus else "no GPU is visible")
     if precision == "bf16":
-        raise PrecisionError(f"--precision bf16 needs bfloat16 instructions (AVX512_BF16 or AMX on x86, BF16 on "
+        raise PrecisionError(f"bf16 needs bfloat16 instructions (AVX512_BF16 or AMX on x86, BF16 on "
                              f"Arm, or a GPU of compute capability 8.0+): {where} and this CPU has none, so it "
                              "would be emulated and slower than float32")
-    raise PrecisionError(f"--precision fp16 needs a GPU of compute capability 7.0+ ({where}; CPUs emulate "
-                         "float16, slower than float32); on a CPU with AVX512_BF16 or AMX use --precision bf16")
+    raise PrecisionError(f"fp16 needs a GPU of compute capability 7.0+ ({where}; CPUs emulate "
+                         "float16, slower than float32); on a CPU with AVX512_BF16 or AMX use bf16")
 
 
 def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
