@@ -21,6 +21,7 @@ import numpy as np
 
 from mrcnn import utils
 from mrcnn.eval.matterport_ap import score_order
+# The CLI's OpenCV drawing, re-exported for notebooks that want fseg's overlays next to matterport's displays.
 from mrcnn.io.overlay import (MASK_ALPHA, DrawStyle, blend_mask, caption_for, class_color,  # noqa: F401
                               cutout_rgba, draw_instances, draw_label, draw_mask_outline, text_color_for)
 from mrcnn.ops.masks import mask_outlines

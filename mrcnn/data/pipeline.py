@@ -57,11 +57,11 @@ from mrcnn.data.augmentation import (NO_AUGMENTATION, adjust_colors, augment_ima
                                      is_augmenter, random_flip, resolve, scale_jitter)
 from mrcnn.data.dataset import Dataset, DatasetError
 from mrcnn.data.image_loader import ImageLoader, SkippedImages
-from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.ops.anchors import get_pixel_anchors
 from mrcnn.ops.image_meta import compose_image_meta_graph
 from mrcnn.ops.instance_fields import InstanceField, place_points
 from mrcnn.ops.masks import extract_bboxes_graph, minimize_masks_graph
-from mrcnn.ops.resize import resized_size_graph, resize_scale_graph
+from mrcnn.ops.resize import centered_padding, resized_size_graph, resize_scale_graph
 from mrcnn.ops.rpn_targets import build_rpn_targets
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,8 @@ class _Preparer:
         self.mean_pixel = tf.constant(np.asarray(config.MEAN_PIXEL, dtype=np.float32))
         self.anchors_per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
         self.rpn_bbox_std_dev = np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64)
-        shapes = compute_backbone_shapes(config.IMAGE_SHAPE, config.BACKBONE_STRIDES)
-        anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes,
-                                           config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        anchors = get_pixel_anchors(config.IMAGE_SHAPE, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                    config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
         self.anchors = tf.constant(anchors)  # [A, (y1, x1, y2, x2)] float64 pixels, as matterport's
 
     def resize_plan(self, original_hw, element_seed, augmentable=True):
@@ -292,8 +291,8 @@ class _Preparer:
             offset = tf.minimum(offset, excess)
         else:
             offset = excess // 2
-        before = (side - kept) // 2
-        paddings = tf.stack([before, side - kept - before], axis=1)  # [2, (before, after)]
+        before, after = centered_padding(kept, side)  # [2] each: rows, columns
+        paddings = tf.stack([before, after], axis=1)  # [2, (before, after)]
 
         def place(array):
             cut = array[offset[0]:offset[0] + kept[0], offset[1]:offset[1] + kept[1]]

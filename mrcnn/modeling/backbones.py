@@ -22,7 +22,6 @@ resnet18_half: / 8):
 """
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from mrcnn.registry import BACKBONES, BackboneSpec
@@ -166,8 +165,3 @@ def build_feature_maps(input_image, config):
     _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, train_bn=config.TRAIN_BN)
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     return [p2, p3, p4, p5], [p2, p3, p4, p5, p6]
-
-
-def backbone_layer_names(model: keras.Model) -> list[str]:
-    """Names of the ResNet layers of ``model`` (``conv1``, ``bn_conv1``, ``res*``, ``bn*``)."""
-    return [l.name for l in model.layers if l.name in ("conv1", "bn_conv1") or l.name.startswith(("res", "bn"))]

@@ -31,6 +31,7 @@ def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int) -
                            name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw", dtype=OUTPUT_DTYPE)(shared)
     rpn_class_logits = AnchorsPerImage(2, name="rpn_class_logits_flat", dtype=OUTPUT_DTYPE)(x)
+    # "rpn_class_xxx" is matterport's own name for this layer (its notebooks ask for it), not a placeholder.
     rpn_probs = layers.Activation("softmax", name="rpn_class_xxx", dtype=OUTPUT_DTYPE)(rpn_class_logits)
     x = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred", dtype=OUTPUT_DTYPE)(shared)
     rpn_bbox = AnchorsPerImage(4, name="rpn_bbox_flat", dtype=OUTPUT_DTYPE)(x)

@@ -111,7 +111,9 @@ def resized_size_graph(hw, scale):
     return tf.maximum(tf.cast(tf.round(tf.cast(hw, tf.float64) * scale), tf.int32), 1)
 
 
-def _centered_padding(size, target):
+def centered_padding(size, target):
+    """(before, after) padding that centres ``size`` in ``target`` (the extra pixel of an odd difference goes
+    after); Python ints or int tensors alike."""
     before = (target - size) // 2
     return before, target - size - before
 
@@ -119,7 +121,7 @@ def _centered_padding(size, target):
 def _pad64_padding(size):
     if size % PAD64 == 0:
         return 0, 0
-    return _centered_padding(size, size - size % PAD64 + PAD64)
+    return centered_padding(size, size - size % PAD64 + PAD64)
 
 
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
@@ -157,7 +159,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     height, width = image.shape[:2]
     crop = None
     if mode == "square":
-        padding = [_centered_padding(height, max_dim), _centered_padding(width, max_dim), (0, 0)]
+        padding = [centered_padding(height, max_dim), centered_padding(width, max_dim), (0, 0)]
     elif mode == "pad64":
         if min_dim % PAD64:
             raise ValueError(f"pad64 mode needs min_dim to be a multiple of 64, got {min_dim}")
@@ -261,12 +263,6 @@ def resize_bilinear_graph(image, output_hw):
     return out[:, :, 0] if flat else out
 
 
-def _padding_graph(size, target):
-    """(before, after) int32 padding centring ``size`` in ``target`` (see _centered_padding)."""
-    before = (target - size) // 2
-    return before, target - size - before
-
-
 def resize_image_graph(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
     """:func:`resize_image` in TensorFlow for the inference modes "square", "pad64" and "none".
 
@@ -296,13 +292,13 @@ def resize_image_graph(image, min_dim=None, max_dim=None, min_scale=None, mode="
                     lambda: tf.cast(resize_bilinear_graph(image, new_hw), image.dtype))  # cast truncates
     height, width = new_hw[0], new_hw[1]
     if mode == "square":
-        top, bottom = _padding_graph(height, max_dim)
-        left, right = _padding_graph(width, max_dim)
+        top, bottom = centered_padding(height, max_dim)
+        left, right = centered_padding(width, max_dim)
     else:  # pad64: up to the next multiple of 64, centred; nothing when already a multiple
         target_h = tf.where(height % PAD64 == 0, height, height - height % PAD64 + PAD64)
         target_w = tf.where(width % PAD64 == 0, width, width - width % PAD64 + PAD64)
-        top, bottom = _padding_graph(height, target_h)
-        left, right = _padding_graph(width, target_w)
+        top, bottom = centered_padding(height, target_h)
+        left, right = centered_padding(width, target_w)
     image = tf.pad(image, [[top, bottom], [left, right], [0, 0]])
     return image, tf.stack([top, left, height + top, width + left]), scale
 

@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 
 from mrcnn.ops.boxes import box_iou, box_refinement, nonzero_box_mask
+from mrcnn.ops.masks import mask_from_resampled
 from mrcnn.ops.sampling import (DEFAULT_STD_DEV, best_gt_index, crowd_free_mask, shuffle, split_instances_and_crowds,
                                 split_seed)
 
@@ -79,7 +80,7 @@ def mask_targets(positive_rois, matched_gt, gt, *, mask_shape=(28, 28), use_mini
         content, when ``use_mini_mask``; else full masks of the molded image).
       mask_shape: (mh, mw) of the targets (MASK_SHAPE).
     Returns:
-      [P, mh, mw] float32 of 0.0 / 1.0 (bilinear crop, round half to even).
+      [P, mh, mw] float32 of 0.0 / 1.0 (bilinear crop, then the mask threshold of mrcnn.ops.masks).
     """
     crop_boxes = positive_rois
     if use_mini_mask:
@@ -87,7 +88,7 @@ def mask_targets(positive_rois, matched_gt, gt, *, mask_shape=(28, 28), use_mini
     masks = tf.cast(gt["masks"][..., tf.newaxis], tf.float32)  # [I, h, w, 1]
     crops = tf.image.crop_and_resize(masks, crop_boxes, tf.cast(matched_gt, tf.int32),
                                      list(mask_shape))  # [P, mh, mw, 1]
-    return tf.round(tf.squeeze(crops, axis=3))
+    return tf.cast(mask_from_resampled(tf.squeeze(crops, axis=3)), tf.float32)  # matterport's tf.round: 0.5 -> 0
 
 
 def _pad_rows(tensor, rows):

@@ -12,6 +12,7 @@ from mrcnn.data.pipeline import build_training_dataset, build_validation_dataset
 from mrcnn.modeling.roi_heads import instance_fields
 from mrcnn.train.callbacks import stage_callbacks
 from mrcnn.train.layer_groups import layer_regex, no_layer_message, set_trainable
+from mrcnn.train.step import spans_several_workers
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def training_input(strategy, config, build):
     (IMAGES_PER_GPU), so a worker reads and decodes 1/workers of the images, split before decoding
     (tf.data's automatic sharding of a ready dataset splits after the decoding, on every worker).
     """
-    if strategy.num_replicas_in_sync == 1 and not _multi_worker(strategy):
+    if strategy.num_replicas_in_sync == 1 and not spans_several_workers(strategy):
         return build(None, None)
 
     def pipeline_for(context):
@@ -39,11 +40,6 @@ def training_input(strategy, config, build):
                      context.get_per_replica_batch_size(int(config.BATCH_SIZE)))
 
     return strategy.distribute_datasets_from_function(pipeline_for)
-
-
-def _multi_worker(strategy) -> bool:
-    extended = getattr(strategy, "extended", None)
-    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
 
 
 def run_training(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,

@@ -92,7 +92,7 @@ class TrainingModel(keras.Model):
         for name, value in parts.items():
             self.trackers[name].update_state(value)
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if _multi_worker(tf.distribute.get_strategy()):
+        if spans_several_workers(tf.distribute.get_strategy()):
             # Keras averages the logs of several workers with reduce(MEAN, axis=0), which needs
             # an axis: give each value one (a scalar comes back out).
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
@@ -143,8 +143,8 @@ class TrainingModel(keras.Model):
         return self._track(self.total_loss(parts), parts)
 
 
-def _multi_worker(strategy) -> bool:
-    """True under a MultiWorkerMirroredStrategy with more than one worker."""
+def spans_several_workers(strategy) -> bool:
+    """True under a MultiWorkerMirroredStrategy whose cluster has more than one worker (chief included)."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
     cluster = strategy.cluster_resolver.cluster_spec().as_dict() or {}
@@ -207,5 +207,7 @@ def make_optimizer(config, learning_rate: float, momentum: float | None = None) 
     (WEIGHT_DECAY) are ``TrainingModel.train_step``'s, whichever the optimizer (see module docstring)."""
     if config.OPTIMIZER == "adam":
         return FusedAdam(learning_rate=learning_rate)
+    if config.OPTIMIZER != "sgd":
+        raise ValueError(f"OPTIMIZER must be 'sgd' or 'adam', got {config.OPTIMIZER!r}")
     return MomentumSGD(learning_rate=learning_rate,
                        momentum=config.LEARNING_MOMENTUM if momentum is None else momentum)
