@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -150,3 +151,24 @@ def precision_option(function):
     """The ``--precision`` option of the commands that run a model (predict, evaluate)."""
     return click.option("--precision", type=click.Choice(["float32", "bf16", "fp16"]), default="float32",
                         show_default=True, help=PRECISION_HELP)(function)
+
+
+def weights_option(*, default_chain: bool):
+    """The ``--weights`` option of the commands that run a trained model (predict, evaluate, export).
+
+    ``default_chain``: the command finds weights when the option is absent (``runtime.resolve_weights``'s
+    order), and the help says where it looks.
+    """
+    help_text = "Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/."
+    if default_chain:
+        help_text += (" Default: $FSEG_WEIGHTS, else the newest checkpoint of the config's NAME under logs/, "
+                      "else weights/<NAME>.h5.")
+    return click.option("--weights", "-w", default=None, metavar="FILE|last", help=help_text)
+
+
+def config_option(function):
+    """The ``--config`` option of the commands that run a trained model (predict, evaluate, export)."""
+    return click.option("--config", "-c", "config_path", default=None,
+                        type=click.Path(dir_okay=False, path_type=Path),
+                        help="Model config TOML. Default: the config recorded with the weights' training run, "
+                             "else ./configs/deepfashion2.toml, else the one shipped with fseg.")(function)

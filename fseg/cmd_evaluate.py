@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import click
 
 from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
-                           precision_option, user_errors)
+                           config_option, precision_option, user_errors, weights_option)
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -49,13 +49,8 @@ class DetectionRun:
               help="Ground truth: a COCO instances JSON (e.g. `fseg convert` of DeepFashion2/validation).")
 @click.option("--images", "-i", "images_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder the annotation file's `file_name`s are in (needed unless --results).")
-@click.option("--weights", "-w", default=None, metavar="FILE|last",
-              help="Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/. "
-                   "Default: as `fseg predict` "
-                   "($FSEG_WEIGHTS, newest checkpoint of the config's NAME, weights/<NAME>.h5).")
-@click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config TOML. Default: the config recorded with the weights' training run, else "
-                   "./configs/deepfashion2.toml, else the one shipped with fseg.")
+@weights_option(default_chain=True)
+@config_option
 @click.option("--results", "-r", "results_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Score this COCO results file (a JSON list of detections) instead of running a model.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import click
 
-from fseg.cli_util import EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message
+from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, config_option, echo_err, exit_on_signals,
+                           os_error_message, weights_option)
 
 
 @click.command("export")
-@click.option("--weights", "-w", default=None, metavar="FILE|last",
-              help="Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/.")
-@click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config TOML. Default: the config recorded with the weights' training run, else "
-                   "./configs/deepfashion2.toml, else the one shipped with fseg.")
+@weights_option(default_chain=False)
+@config_option
 @click.option("--out", "-o", "out_dir", default=None, type=click.Path(path_type=Path),
               help="Folder to create for the SavedModel (must not exist, unless --force).")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None, metavar="F",

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import click
 
 from fseg.cli_util import (EXIT_FAILED, EXIT_USAGE, CommandError, echo_err, exit_on_signals, os_error_message,
-                           precision_option)
+                           config_option, precision_option, weights_option)
 from fseg.predict_output import InputImage, PredictionWriter, check_output_names, check_resume, input_key
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -29,13 +29,8 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the outputs (created if missing; files of an earlier run are overwritten).")
-@click.option("--weights", "-w", default=None, metavar="FILE|last",
-              help="Weights .h5 file, or `last` for the newest checkpoint of the config's NAME under logs/. "
-                   "Default: $FSEG_WEIGHTS, else the newest checkpoint of the config's NAME under logs/, "
-                   "else weights/<NAME>.h5.")
-@click.option("--config", "-c", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model config TOML. Default: the config recorded with the weights' training run, else "
-                   "./configs/deepfashion2.toml, else the one shipped with fseg.")
+@weights_option(default_chain=True)
+@config_option
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None, metavar="F",
               help="Keep detections scoring at least F (0..1). Default: the config's DETECTION_MIN_CONFIDENCE.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
