@@ -171,8 +171,10 @@ def _build(dataset, config, *, augment, shuffle, repeat, seed, deterministic, tr
 
 
 def _check_fields(dataset, fields) -> None:
-    """Ask the dataset for the heads' fields of its first annotated image now, so that a dataset without
-    them (a CocoDataset loaded without ``annotation_fields``) fails here in one line, not in the first batch."""
+    """Ask the dataset for the heads' fields of its first images now: a dataset that cannot give them (a
+    CocoDataset loaded without ``annotation_fields``) raises its DatasetError here, in one line, not in the
+    first batch. The values themselves are checked as each image loads (and by
+    ``CocoDataset.check_instance_fields``, which ``fseg train`` calls before training)."""
     for image_id in dataset.image_ids[:100]:
         if any(len(rows) for rows in dataset.load_instance_fields(image_id, fields).values()):
             return
