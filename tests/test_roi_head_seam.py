@@ -61,6 +61,12 @@ class RelativeAreaHead(RoiHead):
     def unmold(self, predictions, class_ids, boxes, image_shape):
         return np.asarray(predictions, np.float32)  # [n] one value per kept detection
 
+    def export_outputs(self, predictions, class_ids, boxes, image_hw):  # unmold's twin, for exported models
+        return {"detection_toy_area": tf.cast(predictions, tf.float32)}
+
+    def export_output_specs(self):
+        return {"detection_toy_area": tf.TensorSpec([], tf.float32)}
+
 
 ROI_HEADS.register("toy_area", RelativeAreaHead)
 
@@ -163,6 +169,30 @@ def test_the_toy_head_detects_and_its_weights_round_trip(trained, datasets):
                      model_dir=model.model_dir)
     assert "toy_area_dense" in plain.load_weights(checkpoint).in_file_not_in_model
     assert "toy_area" not in plain.detect([train.load_image(0)])[0]
+
+
+def test_the_toy_head_joins_exported_models_through_its_export_outputs(trained, datasets, tmp_path):
+    # The exported signatures, traced in memory (no SavedModel written): the head's own key, in both.
+    from mrcnn.export.serving import DETECT_IMAGE, SERVING_DEFAULT, ServingModule
+
+    model, _, _ = trained
+    train, _ = datasets
+    inference = MaskRCNN(mode="inference", config=toy_config(IMAGES_PER_GPU=1), model_dir=model.model_dir)
+    inference.load_weights(model.checkpoint_for_epoch(1))
+    names_file = tmp_path / "class_names.txt"
+    names_file.write_text("BG\nwide\ntall\n")
+    signatures = ServingModule(inference, ["BG", "wide", "tall"], str(names_file)).signatures()
+    image = train.load_image(0)
+    (expected,) = inference.detect([image])
+    direct = signatures[DETECT_IMAGE](image=tf.constant(image[None]))
+    assert len(expected["toy_area"]) > 0
+    np.testing.assert_allclose(direct["detection_toy_area"][0].numpy(), expected["toy_area"], atol=1e-5)
+    padded = signatures[SERVING_DEFAULT](images=tf.constant([tf.io.encode_png(image).numpy()]))
+    count = inference.config.DETECTION_MAX_INSTANCES
+    assert padded["detection_toy_area"].shape == (1, count) and padded["detection_masks"].shape[:2] == (1, count)
+    n = int(padded["num_detections"][0])
+    np.testing.assert_allclose(padded["detection_toy_area"][0, :n].numpy(), expected["toy_area"], atol=1e-5)
+    assert not padded["detection_toy_area"][0, n:].numpy().any()
 
 
 def test_an_unknown_head_or_loss_weight_is_a_one_line_error():

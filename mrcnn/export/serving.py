@@ -10,7 +10,8 @@ NumPy step ``detect`` runs, kept equal by ``tests/test_export_twins.py``):
     anchors      for the molded shape                             mrcnn.ops.anchors.get_anchors_graph
     network      MaskRCNN.keras_model (inference mode)            mrcnn.modeling.inference
     unmold       boxes -> original pixels, zero-area rows dropped mrcnn.ops.unmold.unmold_boxes_graph
-    masks        each detection's class channel; pasted          mrcnn.ops.masks.paste_masks_graph (detect_image)
+    heads        each ROI head's rows of the kept detections      RoiHead.export_outputs (unmold's TF twin)
+    masks        pasted into the image                            mrcnn.ops.masks.paste_masks_graph (detect_image)
 
 Signatures (``SIGNATURES``; N = the export's DETECTION_MAX_INSTANCES):
 
@@ -26,12 +27,13 @@ Signatures (``SIGNATURES``; N = the export's DETECTION_MAX_INSTANCES):
         num_detections (no padding), plus
         detection_masks_image [1, N, H, W] uint8  0/1 masks pasted into the image (detect()'s masks)
 
-With the landmark head in ROI_HEADS both signatures also return (TF Object Detection API's keypoint
-convention; K = NUM_LANDMARKS, zero outside each detection's category slice):
+The per-detection outputs of the ROI heads come from each head's ``export_outputs`` (``detection_masks``
+from the mask head). With the landmark head in ROI_HEADS both signatures also return (TF Object Detection
+API's keypoint convention; K = NUM_LANDMARKS, zero outside each detection's category slice):
         detection_keypoints       [B, N, K, 2] float32  (y, x) / (H, W) of the original image
         detection_keypoint_scores [B, N, K] float32     3x3 probability mass at each heatmap's peak
     (detect()'s "landmarks" [N, K, (x, y, score)] in pixels, via mrcnn.ops.keypoint_targets.class_landmarks_graph).
-Other extra ROI heads are left out.
+An extra head without ``export_outputs`` is left out of exports.
 """
 from __future__ import annotations
 
@@ -45,7 +47,6 @@ from mrcnn.export.decode import decode_image_graph
 from mrcnn.modeling.inference import output_names
 from mrcnn.ops.anchors import get_anchors_graph
 from mrcnn.ops.image_meta import compose_image_meta_graph
-from mrcnn.ops.keypoint_targets import class_landmarks_graph
 from mrcnn.ops.masks import paste_masks_graph
 from mrcnn.ops.resize import mold_image_graph, resize_image_graph
 from mrcnn.ops.unmold import unmold_boxes_graph
@@ -54,9 +55,9 @@ SERVING_DEFAULT, DETECT_IMAGE = "serving_default", "detect_image"
 SIGNATURES = (SERVING_DEFAULT, DETECT_IMAGE)
 BYTES_INPUT, IMAGE_INPUT = "images", "image"
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_classes", "detection_scores", "detection_masks",
-               "image_shape")
-KEYPOINT_KEYS = ("detection_keypoints", "detection_keypoint_scores")  # with the landmark head only
-PASTED_MASKS_KEY = "detection_masks_image"
+               "image_shape")  # every export's; the ROI heads add theirs (RoiHead.export_outputs)
+PER_IMAGE_KEYS = ("num_detections", "image_shape")  # the others have one row per detection
+MASKS_KEY, PASTED_MASKS_KEY = "detection_masks", "detection_masks_image"
 
 
 @dataclass(frozen=True)
@@ -74,29 +75,27 @@ class GraphSettings:
     anchor_stride: int
     num_classes: int
     max_detections: int
-    mask_shape: tuple[int, int]
 
     @classmethod
     def from_config(cls, config) -> "GraphSettings":
         return cls(config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE, config.IMAGE_RESIZE_MODE,
                    tuple(float(v) for v in np.asarray(config.MEAN_PIXEL)), tuple(config.RPN_ANCHOR_SCALES),
                    tuple(config.RPN_ANCHOR_RATIOS), tuple(int(s) for s in config.BACKBONE_STRIDES),
-                   int(config.RPN_ANCHOR_STRIDE), int(config.NUM_CLASSES), int(config.DETECTION_MAX_INSTANCES),
-                   tuple(int(v) for v in config.MASK_SHAPE))
+                   int(config.RPN_ANCHOR_STRIDE), int(config.NUM_CLASSES), int(config.DETECTION_MAX_INSTANCES))
 
 
-def detect_one(network, settings: GraphSettings, image, names: tuple[str, ...], landmarks=None) -> dict:
+def detect_one(network, settings: GraphSettings, image, names: tuple[str, ...], heads=()) -> dict:
     """``MaskRCNN.detect`` on one image, up to the pasting of the masks.
 
     Args:
       network: ``network(molded [1, h, w, 3], image_meta [1, META], anchors [1, A, 4])`` -> the inference
         ``keras.Model``'s outputs, named by ``names`` (``mrcnn.modeling.inference.output_names``).
       image: [H, W, 3] uint8 RGB.
-      landmarks: (output name, index table) of the landmark head, or None.
+      heads: the model's ROI heads (``RoiHead.export_outputs`` gives each one's outputs).
     Returns:
       dict: boxes [n, (y1, x1, y2, x2)] int32 pixels of the image, (y2, x2) exclusive;
-      class_ids [n] int32; scores [n] float32; masks [n, mh, mw] float32 probabilities of each
-      detection's class; image_hw [2] int32; with ``landmarks`` also landmarks [n, K, (x, y, score)].
+      class_ids [n] int32; scores [n] float32; image_hw [2] int32; heads: {output key: [n, ...]} of
+      every head (the mask head's ``detection_masks`` [n, mh, mw]: probabilities of each detection's class).
     """
     s = settings
     image_hw = tf.shape(image)[:2]
@@ -107,47 +106,47 @@ def detect_one(network, settings: GraphSettings, image, names: tuple[str, ...], 
     anchors = get_anchors_graph(molded_hw, s.anchor_scales, s.anchor_ratios, s.backbone_strides, s.anchor_stride)
     outputs = network(mold_image_graph(resized, s.mean_pixel)[None], meta[None], anchors[None])
     detections = outputs[names.index("detections")][0]  # [D, 6]
-    class_masks = outputs[names.index("mrcnn_mask")][0]  # [D, mh, mw, C]
     rows, boxes, class_ids, scores = unmold_boxes_graph(detections, image_hw, molded_hw, window)
-    per_class = tf.transpose(class_masks, [0, 3, 1, 2])  # [D, C, mh, mw]
-    masks = tf.gather_nd(per_class, tf.stack([rows, class_ids], axis=1))  # [n, mh, mw]
-    found = {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks, "image_hw": image_hw}
-    if landmarks is not None:
-        output_name, index_table = landmarks
-        peaks = tf.gather(outputs[names.index(output_name)][0], rows)  # [n, K, (u_x, u_y, score)]
-        found["landmarks"] = class_landmarks_graph(peaks, class_ids, boxes, index_table, image_hw)
-    return found
+    head_outputs = {}
+    for head in heads:
+        kept = tf.gather(outputs[names.index(head.output_name)][0], rows)  # [n, ...] of the kept detections
+        head_outputs.update(head.export_outputs(kept, class_ids, boxes, image_hw))
+    return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "image_hw": image_hw, "heads": head_outputs}
 
 
 def signature_outputs(found: dict) -> dict:
     """detect_one's result as the signatures' unbatched outputs (no padding)."""
     image_hw = found["image_hw"]
     size = tf.cast(tf.concat([image_hw, image_hw], 0), tf.float32)  # (H, W, H, W)
-    outputs = {
+    return {
         "num_detections": tf.shape(found["class_ids"])[0],
         "detection_boxes": tf.cast(found["boxes"], tf.float32) / size,
         "detection_classes": found["class_ids"],
         "detection_scores": found["scores"],
-        "detection_masks": found["masks"],
         "image_shape": image_hw,
+        **found["heads"],
     }
-    if "landmarks" in found:
-        points = found["landmarks"]  # [n, K, (x, y, score)] pixels
-        outputs["detection_keypoints"] = tf.stack([points[..., 1], points[..., 0]], axis=-1) / size[:2]
-        outputs["detection_keypoint_scores"] = points[..., 2]
-    return outputs
 
 
 def pad_detections(outputs: dict, count: int) -> dict:
     """Per-detection outputs zero-padded to ``count`` rows (a batch needs one size)."""
     padded = dict(outputs)
-    for key in ("detection_boxes", "detection_classes", "detection_scores", "detection_masks", *KEYPOINT_KEYS):
-        if key not in outputs:
-            continue
-        value = outputs[key]
-        gap = count - tf.shape(value)[0]
-        padded[key] = tf.pad(value, [[0, gap]] + [[0, 0]] * (value.shape.rank - 1))
+    for key, value in outputs.items():
+        if key not in PER_IMAGE_KEYS:
+            gap = count - tf.shape(value)[0]
+            padded[key] = tf.pad(value, [[0, gap]] + [[0, 0]] * (value.shape.rank - 1))
     return padded
+
+
+def output_specs(heads, count: int) -> dict:
+    """{key: TensorSpec} of one image's padded outputs (``count`` rows per detection output)."""
+    spec = {"num_detections": tf.TensorSpec([], tf.int32), "detection_boxes": tf.TensorSpec([count, 4]),
+            "detection_classes": tf.TensorSpec([count], tf.int32), "detection_scores": tf.TensorSpec([count]),
+            "image_shape": tf.TensorSpec([2], tf.int32)}
+    for head in heads:
+        spec.update({key: tf.TensorSpec([count, *row.shape], row.dtype)
+                     for key, row in head.export_output_specs().items()})
+    return spec
 
 
 class ServingModule(tf.Module):
@@ -169,8 +168,8 @@ class ServingModule(tf.Module):
         self.model_variables = [v.value for v in network.variables]  # tracked: saved with the functions
         self.class_names = tf.Variable(list(class_names), trainable=False, dtype=tf.string, name="class_names")
         self.class_names_file = tf.saved_model.Asset(class_names_file)
-        mh, mw = settings.mask_shape
         count = settings.max_detections
+        heads = tuple(model.roi_heads)
 
         # The network is one function, called by both signatures: its graph is stored (and loaded) once.
         run_network = tf.function(
@@ -179,32 +178,22 @@ class ServingModule(tf.Module):
                              tf.TensorSpec([1, model.config.IMAGE_META_SIZE], tf.float32),
                              tf.TensorSpec([1, None, 4], tf.float32)], autograph=False)
 
-        landmark_head = next((h for h in model.roi_heads if h.result_key == "landmarks"), None)
-        landmarks = None if landmark_head is None else (landmark_head.output_name, landmark_head.index_table)
-
         def detect(image):
-            return detect_one(run_network, settings, image, names, landmarks)
+            return detect_one(run_network, settings, image, names, heads)
 
         def serve_one(encoded):
             return pad_detections(signature_outputs(detect(decode_image_graph(encoded))), count)
 
         def serve_bytes(images):
-            spec = {"num_detections": tf.TensorSpec([], tf.int32), "detection_boxes": tf.TensorSpec([count, 4]),
-                    "detection_classes": tf.TensorSpec([count], tf.int32),
-                    "detection_scores": tf.TensorSpec([count]), "detection_masks": tf.TensorSpec([count, mh, mw]),
-                    "image_shape": tf.TensorSpec([2], tf.int32)}
-            if landmarks is not None:
-                num_landmarks = int(model.config.NUM_LANDMARKS)
-                spec["detection_keypoints"] = tf.TensorSpec([count, num_landmarks, 2])
-                spec["detection_keypoint_scores"] = tf.TensorSpec([count, num_landmarks])
             # One image at a time (parallel_iterations=1): each image gets exactly what it gets alone,
             # in any resize mode, and memory stays that of one image.
-            return tf.map_fn(serve_one, images, fn_output_signature=spec, parallel_iterations=1)
+            return tf.map_fn(serve_one, images, fn_output_signature=output_specs(heads, count),
+                             parallel_iterations=1)
 
         def serve_image(image):
             found = detect(image[0])
             outputs = signature_outputs(found)
-            pasted = paste_masks_graph(found["masks"], found["boxes"], found["image_hw"])  # [n, H, W] bool
+            pasted = paste_masks_graph(outputs[MASKS_KEY], found["boxes"], found["image_hw"])  # [n, H, W] bool
             outputs[PASTED_MASKS_KEY] = tf.cast(pasted, tf.uint8)
             return {key: value[None] for key, value in outputs.items()}  # batch of one
 

@@ -39,7 +39,7 @@ from mrcnn.layers.landmarks import ClassSliceUpConvolution, ExpandBoxes, Flatten
 from mrcnn.layers.roi_align import roi_align_layer
 from mrcnn.modeling.roi_heads import RoiHead
 from mrcnn.ops.instance_fields import InstanceField
-from mrcnn.ops.keypoint_targets import class_landmarks, landmark_index_table, landmark_targets
+from mrcnn.ops.keypoint_targets import class_landmarks, class_landmarks_graph, landmark_index_table, landmark_targets
 from mrcnn.ops.losses import landmark_loss
 
 FIELD = "keypoints"  # the COCO annotation key and instance field of the landmarks
@@ -133,3 +133,16 @@ class LandmarkHead(RoiHead):
     def unmold(self, predictions, class_ids, boxes, image_shape):
         """[n, NUM_LANDMARKS, (x, y, score)] float32 pixels of the original image (class slice only)."""
         return class_landmarks(predictions, class_ids, boxes, self.index_table, image_shape[:2])
+
+    def export_outputs(self, predictions, class_ids, boxes, image_hw):
+        """TF Object Detection API's keypoints: ``detection_keypoints`` [n, K, (y, x)] / (H, W) of the image and
+        ``detection_keypoint_scores`` [n, K]; zero outside each detection's category slice."""
+        points = class_landmarks_graph(predictions, class_ids, boxes, self.index_table, image_hw)  # [n, K, (x, y, s)]
+        size = tf.cast(image_hw, tf.float32)
+        return {"detection_keypoints": tf.stack([points[..., 1], points[..., 0]], axis=-1) / size,
+                "detection_keypoint_scores": points[..., 2]}
+
+    def export_output_specs(self):
+        landmarks = int(self.config.NUM_LANDMARKS)
+        return {"detection_keypoints": tf.TensorSpec([landmarks, 2], tf.float32),
+                "detection_keypoint_scores": tf.TensorSpec([landmarks], tf.float32)}

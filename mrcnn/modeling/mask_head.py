@@ -104,3 +104,12 @@ class MaskHead(RoiHead):
         """[H, W, n] bool masks: each detection's class channel, pasted into its box."""
         masks = predictions[np.arange(len(class_ids)), :, :, class_ids]  # [n, mh, mw]
         return paste_masks(masks, boxes, image_shape)
+
+    def export_outputs(self, predictions, class_ids, boxes, image_hw):
+        """``detection_masks`` [n, mh, mw] float32: each detection's class channel, box-relative
+        probabilities (the exported ``detect_image`` also pastes them, as :meth:`unmold` does)."""
+        per_class = tf.transpose(predictions, [0, 3, 1, 2])  # [n, C, mh, mw]
+        return {"detection_masks": tf.gather(per_class, class_ids, axis=1, batch_dims=1)}
+
+    def export_output_specs(self):
+        return {"detection_masks": tf.TensorSpec(list(self.config.MASK_SHAPE), tf.float32)}

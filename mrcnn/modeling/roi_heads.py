@@ -126,6 +126,24 @@ class RoiHead:
         """
         return predictions
 
+    # ------------------------------------------------------------ export (mrcnn.export.serving)
+    def export_outputs(self, predictions, class_ids, boxes, image_hw) -> dict:
+        """:meth:`unmold` in TensorFlow, for exported models: this head's serving outputs of one image.
+
+        Args:
+          predictions: [n, ...] tensor, the ``output_name`` rows of the kept detections.
+          class_ids: [n] int32. boxes: [n, (y1, x1, y2, x2)] int32 pixels of the image. image_hw: [2] int32.
+        Returns:
+          {output key: [n, ...] tensor}, one row per detection, as :meth:`export_output_specs` describes
+          them (the signatures pad the rows to DETECTION_MAX_INSTANCES). The default, {}, leaves the head
+          out of exported models.
+        """
+        return {}
+
+    def export_output_specs(self) -> dict:
+        """{output key: ``tf.TensorSpec`` of one detection's row} of :meth:`export_outputs`."""
+        return {}
+
 
 def build_roi_heads(config) -> list[RoiHead]:
     """The heads named in ``config.ROI_HEADS``, in order, built for ``config``."""
