@@ -172,7 +172,8 @@ class Config:
 
     # Train the heads on RPN proposals (True) or on given ROIs (False).
     USE_RPN_ROIS = True
-    # Train BatchNorm layers (False freezes them in inference mode, as matterport does).
+    # Train BatchNorm layers: False freezes them in inference mode, as matterport does; None (matterport's
+    # "normal mode") and True train them (batch statistics in training, moving statistics at inference).
     TRAIN_BN = False
 
     def __init__(self) -> None:
@@ -315,12 +316,26 @@ def _toml_value(value: Any) -> str:
 
 
 def config_toml(config: Config) -> str:
-    """Every setting of ``config`` but the derived ones, as a TOML file :func:`load_config` reads back."""
+    """Every setting of ``config`` but the derived ones, as a TOML file :func:`load_config` reads back.
+
+    Attributes a ``Config`` subclass adds of its own (matterport users add paths, sets, ...) are not
+    settings :func:`load_config` knows: they are named in a comment, and ``display()`` lists their values.
+    """
+    known = {a for a in dir(Config) if a.isupper()}
     lines = [f"# Config {config.NAME!r}, written by mrcnn.config.save_config; load it with load_config()."]
+    own = []
     for key, value in config.to_dict().items():
+        if key == "TRAIN_BN" and value is None:
+            value = True  # matterport's None trains BatchNorm as True does here (TOML has no None)
         if key in DERIVED or value is None or callable(value):
             continue
+        if key not in known:
+            own.append(key)
+            continue
         lines.append(f"{key} = {_toml_value(value)}")
+    if own:
+        lines.insert(1, f"# Not written: attributes of {type(config).__name__} that are not settings of "
+                        f"mrcnn.config.Config: {', '.join(own)}")
     return "\n".join(lines) + "\n"
 
 

@@ -104,6 +104,11 @@ def validate(config, source: str = "config") -> None:
     validate_schedule(config.TRAIN_SCHEDULE, source)
     if len(config.RPN_ANCHOR_SCALES) != len(config.BACKBONE_STRIDES):
         raise ConfigError(f"{source}: RPN_ANCHOR_SCALES needs one scale per BACKBONE_STRIDES entry")
+    if list(config.MASK_SHAPE) != [2 * config.MASK_POOL_SIZE] * 2:  # the mask head upsamples its pool once, by 2
+        raise ConfigError(f"{source}: MASK_SHAPE must be twice MASK_POOL_SIZE ({2 * config.MASK_POOL_SIZE}, "
+                          f"{2 * config.MASK_POOL_SIZE}), got {list(config.MASK_SHAPE)}")
+    if config.TRAIN_BN not in (True, False, None):
+        raise ConfigError(f"{source}: TRAIN_BN must be true, false or (in Python) None, got {config.TRAIN_BN!r}")
 
 
 def _check_landmarks(config, source: str) -> None:

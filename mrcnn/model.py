@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.config_rules import validate
 from mrcnn.io import weights
 from mrcnn.io.imagenet import imagenet_weights_path
 from mrcnn.io.weights_inspect import inspect_weights
@@ -73,6 +74,7 @@ class MaskRCNN:
                 raise ValueError("precision= is for inference models; for mixed-precision training set Keras' global "
                                  "dtype policy before building (keras.mixed_precision.set_global_policy)")
             check_precision(precision)
+        validate(config, type(config).__name__)  # a Config subclass, as matterport users write them: checked here
         self.precision = precision
         self.mode = mode
         self.config = config

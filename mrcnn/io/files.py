@@ -18,23 +18,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 
-# Words for the OS errors a user can cause or fix (a full disk, a read-only mount, a wrong path).
-_REASONS = {
-    errno.ENOENT: "not found", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-    errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
-    errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a part of the path is not a folder",
-    errno.ENAMETOOLONG: "file name too long", errno.EIO: "input/output error (a failing disk?)",
-}
-
-
 def file_problem(path: str | os.PathLike, exc: OSError, what: str = "file") -> str:
     """One line for an OS error on ``path``: ``"<what> not found: <path>"``, ``"<path>: is a folder, not a
-    <what>"``, ``"<path>: no space left on the device"``, ...; the OS's own words for the rare others."""
+    <what>"``, else ``"<path>: <the OS's words>"`` (``No space left on device``, ``Read-only file system``, ...,
+    the words the CLI and ``df2coco`` use too)."""
     if exc.errno == errno.ENOENT:
         return f"{what} not found: {path}"
     if exc.errno == errno.EISDIR:
         return f"{path}: is a folder, not a {what}"
-    reason = _REASONS.get(exc.errno) or exc.strerror or str(exc).splitlines()[0]
+    reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
     return f"{path}: {reason}"
 
 

@@ -31,17 +31,20 @@ BOTTLENECK_EXPANSION = 4
 
 
 class BatchNorm(layers.BatchNormalization):
-    """BatchNormalization whose batch statistics are used only when ``train_bn`` is set.
+    """BatchNormalization whose batch statistics are used only when ``train_bn`` is set, in training.
 
     matterport freezes BatchNorm by default (``TRAIN_BN = False``): with small
     batches the batch statistics are too noisy, so even in training the layer
-    normalises with its moving mean and variance. Keras defaults are kept
-    (epsilon 1e-3, momentum 0.99), which matterport's weights were trained with.
+    normalises with its moving mean and variance. ``TRAIN_BN = None`` ("the normal
+    mode" in matterport) and ``True`` both train it: batch statistics in training,
+    moving statistics at inference (matterport's True also used batch statistics at
+    inference). Keras defaults are kept (epsilon 1e-3, momentum 0.99), which
+    matterport's weights were trained with.
     """
 
-    def __init__(self, train_bn: bool = False, **kwargs):
+    def __init__(self, train_bn: bool | None = False, **kwargs):
         super().__init__(**kwargs)
-        self.train_bn = bool(train_bn)
+        self.train_bn = train_bn is None or bool(train_bn)
 
     def call(self, inputs, training=None, mask=None):
         return super().call(inputs, training=bool(training) and self.train_bn, mask=mask)
