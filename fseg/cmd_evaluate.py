@@ -164,13 +164,9 @@ def detect_all(gt, images: Sequence[dict], images_dir: Path, weights, config_pat
 
     from fseg import runtime
 
-    named, _ = runtime.load_config(config_path)
-    if weights is None and not named.NAME:
-        raise CommandError(f"{config_path}: the config sets no NAME; give --weights FILE", EXIT_USAGE)
-    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named))
-    config, config_source = runtime.load_config(
-        config_path, weights=choice, source="evaluate",
-        overrides={"DETECTION_MIN_CONFIDENCE": 0.0, "IMAGES_PER_GPU": 1, "GPU_COUNT": 1})
+    config, config_source, choice = runtime.load_inference_config(
+        config_path, weights, {"DETECTION_MIN_CONFIDENCE": 0.0, "IMAGES_PER_GPU": 1, "GPU_COUNT": 1},
+        source="evaluate")
     category_ids = category_ids_by_class(config, gt.dataset["categories"], config_source)
     out_dir = out_dir or default_out_dir(choice.path, annotations)
     runtime.check_out_dir(out_dir)

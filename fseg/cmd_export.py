@@ -87,14 +87,12 @@ def export_model(weights, config_path, out_dir: Path, min_confidence, max_detect
     except ExportError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     runtime.check_out_dir(out_dir.absolute().parent, "--out's folder")
-    named, _ = runtime.load_config(config_path)
-    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named), use_defaults=False)
     overrides = {"GPU_COUNT": 1, "IMAGES_PER_GPU": 1}
     if min_confidence is not None:
         overrides["DETECTION_MIN_CONFIDENCE"] = float(min_confidence)
     if max_detections is not None:
         overrides["DETECTION_MAX_INSTANCES"] = int(max_detections)
-    config, config_source = runtime.load_config(config_path, weights=choice, overrides=overrides)
+    config, config_source, choice = runtime.load_inference_config(config_path, weights, overrides, use_defaults=False)
     if max_detections is not None and max_detections > config.POST_NMS_ROIS_INFERENCE:
         raise CommandError(f"--max-detections {max_detections} is more than the {config.POST_NMS_ROIS_INFERENCE} "
                            f"proposals detections come from (POST_NMS_ROIS_INFERENCE of {config_source}); "

@@ -138,13 +138,8 @@ def plan_checkpoint(weights, config_path, batch_size, min_confidence, precision=
     """The ModelPlan of a weights file (``MaskRCNN`` computing in ``precision``)."""
     from fseg import runtime
 
-    named, _ = runtime.load_config(config_path)
-    if not named.NAME and not weights:
-        raise CommandError(f"{config_path}: the config sets no NAME (needed to find its weights); "
-                           f"give --weights FILE", EXIT_USAGE)
-    choice = runtime.resolve_weights_or_exit(weights, runtime.run_name(named))
-    config, config_source = runtime.load_config(config_path, weights=choice,
-                                                overrides=inference_overrides(batch_size, min_confidence))
+    config, config_source, choice = runtime.load_inference_config(
+        config_path, weights, inference_overrides(batch_size, min_confidence))
     check_batchable(config)
     runtime.check_precision_or_exit(precision)
     shown = [f"Config:  {config_source}", f"Weights: {choice.path} ({choice.reason})"]
@@ -292,10 +287,10 @@ def inference_overrides(batch_size: int | None, min_confidence: float | None) ->
 def check_batchable(config) -> None:
     """Raise CommandError (exit 2) when batches of unequal image sizes are asked for.
 
-    Only the "square" and "crop" resize modes give every image the same molded
-    size, which ``detect`` needs for more than one image per call.
+    Only the "square" resize mode gives every image the same molded size, which
+    ``detect`` needs for more than one image per call.
     """
-    if config.BATCH_SIZE > 1 and config.IMAGE_RESIZE_MODE not in ("square", "crop"):
+    if config.BATCH_SIZE > 1 and config.IMAGE_RESIZE_MODE != "square":
         raise CommandError(f"--batch-size {config.BATCH_SIZE} needs IMAGE_RESIZE_MODE \"square\" (the config has "
                            f"{config.IMAGE_RESIZE_MODE!r}); use --batch-size 1", EXIT_USAGE)
 

@@ -94,17 +94,11 @@ def train(annotations, images, val_annotations, val_images, weights, config_path
     from fseg.runtime import check_out_dir
 
     check_out_dir(Path(logs_dir), "--logs")
-    try:
-        # Ctrl-C and SIGTERM stop the run alike (exit 130 / 143); _run_stages says what was kept.
-        with exit_on_signals("interrupted before training started; nothing was written"):
-            _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
-                 steps_per_epoch, validation_steps, learning_rate, gpus,
-                 "fp16" if mixed_precision else precision, logs_dir, seed, no_augment, time_limit)
-    finally:
-        if mixed_precision or precision != "float32":  # leave the process as it was (tests call in-process)
-            import keras
-
-            keras.mixed_precision.set_global_policy("float32")
+    # Ctrl-C and SIGTERM stop the run alike (exit 130 / 143); _run_stages says what was kept.
+    with exit_on_signals("interrupted before training started; nothing was written"):
+        _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
+             steps_per_epoch, validation_steps, learning_rate, gpus,
+             "fp16" if mixed_precision else precision, logs_dir, seed, no_augment, time_limit)
 
 
 def _run(annotations, images, val_annotations, val_images, weights, config_path, layers, epochs,
@@ -143,22 +137,7 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
     if learning_rate:
         overrides["LEARNING_RATE"] = learning_rate
     config, _ = runtime.load_config(config_path, weights=choice, overrides=overrides)
-    if precision == "bf16":
-        runtime.check_precision_or_exit(precision)
-    elif precision == "fp16":  # --mixed-precision: allowed anywhere (tests run it on CPUs), but said when slow
-        from mrcnn.modeling.precision import PrecisionError, check_precision
-
-        try:
-            check_precision(precision)
-        except PrecisionError:
-            echo_err("warning: --mixed-precision computes in float16, which this machine emulates (no GPU of "
-                     "compute capability 7.0+): training will be slower than without it")
-    if precision != "float32":
-        import keras
-
-        from mrcnn.modeling.precision import KERAS_POLICIES
-
-        keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
+    _check_training_precision(runtime, precision)
     shown_precision = {"float32": "", "fp16": ", mixed float16", "bf16": ", mixed bfloat16"}[precision]
     import tensorflow as tf
 
@@ -171,7 +150,7 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
         train_set = _load_dataset(annotations, images, config, "training")
         val_set = _load_dataset(val_annotations, val_images, config, "validation") if val_annotations else None
 
-    model = _build_model(runtime, config, choice, logs_dir, strategy)
+    model = _build_model(runtime, config, choice, logs_dir, strategy, precision)
     _check_stage_layers(model, stages)
     if time_limit is None and all(stage["epochs"] <= model.epoch for stage in stages):
         echo_err(f"nothing to train: already at epoch {model.epoch}, the last stage ends at epoch "
@@ -191,18 +170,37 @@ def _run(annotations, images, val_annotations, val_images, weights, config_path,
                 max_epoch=epochs, resume=resume)
 
 
-def _build_model(runtime, config, choice, logs_dir, strategy):
-    """The training model with the starting weights (class-specific heads left out on a class-count mismatch)."""
+def _check_training_precision(runtime, precision: str) -> None:
+    """bf16 where this machine would emulate it: exit 2. fp16 (--mixed-precision) is allowed anywhere (tests
+    run it on CPUs), with a warning where it is emulated."""
+    if precision == "bf16":
+        runtime.check_precision_or_exit(precision)
+    elif precision == "fp16":
+        from mrcnn.modeling.precision import PrecisionError, check_precision
+
+        try:
+            check_precision(precision)
+        except PrecisionError:
+            echo_err("warning: --mixed-precision computes in float16, which this machine emulates (no GPU of "
+                     "compute capability 7.0+): training will be slower than without it")
+
+
+def _build_model(runtime, config, choice, logs_dir, strategy, precision):
+    """The training model, its layers computing in ``precision`` (Keras' dtype policy while building; float32
+    weights), with the starting weights (class-specific heads left out on a class-count mismatch)."""
     from mrcnn.io.h5_legacy import WeightsError
     from mrcnn.io.weights_inspect import inspect_weights
+    from mrcnn.modeling.precision import building_with
 
     if choice.path is None:
         echo_err("weights: random initialisation")
+    else:
+        with user_errors(WeightsError, exit_code=EXIT_FAILED):
+            file_classes = inspect_weights(choice.path).num_classes
+    with building_with(precision):
         model, _ = runtime.load_model(config, None, "training", model_dir=logs_dir, strategy=strategy)
+    if choice.path is None:
         return model
-    with user_errors(WeightsError, exit_code=EXIT_FAILED):
-        file_classes = inspect_weights(choice.path).num_classes
-    model, _ = runtime.load_model(config, None, "training", model_dir=logs_dir, strategy=strategy)
     exclude = []
     if file_classes is not None and file_classes != config.NUM_CLASSES:
         exclude = model.class_specific_layers()

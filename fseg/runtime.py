@@ -102,6 +102,31 @@ def load_config(option: str | os.PathLike | None, *, weights: WeightsChoice | No
     return config, f"{path} ({why})"
 
 
+def load_inference_config(config_option, weights_option, overrides: Mapping, *, source: str = "command line",
+                          use_defaults: bool = True):
+    """(config, "<file> (<why>)", WeightsChoice) of a command that runs a trained model (predict, evaluate,
+    export).
+
+    The weights are chosen first (``--weights``, else by the named config's NAME: :func:`resolve_weights`),
+    then the config (``--config``, else the one recorded with the weights' run, :func:`choose_config_file`),
+    with ``overrides``. A training config's "crop" resize mode (a random crop of each image) becomes
+    "pad64": the same scale, the whole image.
+    """
+    from mrcnn.config import ConfigError, with_overrides
+
+    named, named_source = load_config(config_option)
+    if weights_option is None and use_defaults and not named.NAME:
+        raise CommandError(f"{named_source}: the config sets no NAME (needed to find its weights); "
+                           f"give --weights FILE", EXIT_USAGE)
+    choice = resolve_weights_or_exit(weights_option, run_name(named), use_defaults=use_defaults)
+    config, config_source = load_config(config_option, weights=choice, overrides=overrides, source=source)
+    if config.IMAGE_RESIZE_MODE == "crop":
+        with user_errors(ConfigError):
+            config = with_overrides(config, source=f"{config_source}, inference", IMAGE_RESIZE_MODE="pad64")
+        config_source += ', IMAGE_RESIZE_MODE "pad64" for its "crop"'
+    return config, config_source, choice
+
+
 # ---------------------------------------------------------------- weights
 def resolve_weights(option: str | None, config_name: str, *, logs_dir: str | os.PathLike = LOGS_DIR,
                     allow_none: bool = False, use_defaults: bool = True, env: Mapping[str, str] | None = None,

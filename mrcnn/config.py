@@ -54,7 +54,9 @@ class Config:
     # Backbone, by name in mrcnn.registry.BACKBONES: "resnet50" or "resnet101" (matterport's), or
     # the light "resnet18" / "resnet18_half" (ours, for small CPU experiments; no matterport weights).
     BACKBONE = "resnet101"
-    # Not supported (matterport lets it be a callable); kept for attribute parity.
+    # matterport's BACKBONE may be a function (with COMPUTE_BACKBONE_SHAPE for its output shapes); here a
+    # function is registered by name: BACKBONES.register("mine", BackboneSpec("custom", build=fn)).
+    # COMPUTE_BACKBONE_SHAPE is kept for attribute parity and not read.
     COMPUTE_BACKBONE_SHAPE = None
     # Strides of the FPN levels P2..P6, in pixels of the molded image.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -170,7 +172,8 @@ class Config:
         {"layers": "all", "epochs": 160, "lr_scale": 0.1},
     ]
 
-    # Train the heads on RPN proposals (True) or on given ROIs (False).
+    # Train the heads on RPN proposals. matterport's False (train them on ROIs given with each image)
+    # is not supported: building a training model with it raises.
     USE_RPN_ROIS = True
     # Train BatchNorm layers: False freezes them in inference mode, as matterport does; None (matterport's
     # "normal mode") and True train them (batch statistics in training, moving statistics at inference).

@@ -84,6 +84,10 @@ def validate(config, source: str = "config") -> None:
             f"{config.NUM_CLASSES} (background included)"
         )
     _check_aliases(config, source)
+    if callable(config.BACKBONE):  # matterport's way to plug in a backbone function
+        raise ConfigError(f"{source}: BACKBONE is a name here; register a function that builds C1..C5 with "
+                          f"mrcnn.registry.BACKBONES.register(name, BackboneSpec(\"custom\", build=...)) "
+                          f"and set BACKBONE to that name")
     if config.BACKBONE not in BACKBONES:
         raise ConfigError(f"{source}: BACKBONE must be one of {', '.join(BACKBONES.names())} "
                           f"(mrcnn.registry.BACKBONES), got {config.BACKBONE!r}")
@@ -99,6 +103,8 @@ def validate(config, source: str = "config") -> None:
         raise ConfigError(f"{source}: IMAGE_RESIZE_MODE must be square, pad64, crop or none")
     if config.IMAGE_RESIZE_MODE != "none" and (config.IMAGE_MAX_DIM < 64 or config.IMAGE_MAX_DIM % 64):
         raise ConfigError(f"{source}: IMAGE_MAX_DIM must be a positive multiple of 64, got {config.IMAGE_MAX_DIM}")
+    if config.IMAGE_RESIZE_MODE == "pad64" and config.IMAGE_MIN_DIM % 64:
+        raise ConfigError(f"{source}: IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode, got {config.IMAGE_MIN_DIM}")
     if config.IMAGE_RESIZE_MODE == "crop" and config.IMAGE_MIN_DIM < 64:
         raise ConfigError(f"{source}: IMAGE_MIN_DIM must be at least 64 in crop mode, got {config.IMAGE_MIN_DIM}")
     validate_schedule(config.TRAIN_SCHEDULE, source)

@@ -240,6 +240,9 @@ class MaskRCNN:
             windows [B, (y1, x1, y2, x2)] int pixels of each image inside its molded image.
         """
         c = self.config
+        if c.IMAGE_RESIZE_MODE == "crop":  # matterport would detect in a random crop and map it onto the whole image
+            raise ValueError('IMAGE_RESIZE_MODE "crop" is a training mode (a random crop of each image); '
+                             'for inference use "pad64" (the same scale, the whole image) or "square"')
         molded_images, image_metas, windows = [], [], []
         for image in images:
             molded, window, scale, _, _ = resize_ops.resize_image(
@@ -251,6 +254,10 @@ class MaskRCNN:
             molded_images.append(molded)
             image_metas.append(meta)
             windows.append(window)
+        odd = [m.shape for m in molded_images if m.shape[0] % resize_ops.PAD64 or m.shape[1] % resize_ops.PAD64]
+        if odd:  # "none": the FPN halves each side 6 times (P6) and adds levels back up, so sides must divide by 64
+            raise ValueError(f"the network needs image sides that are multiples of {resize_ops.PAD64}, got "
+                             f"{odd[0][0]}x{odd[0][1]} (IMAGE_RESIZE_MODE {c.IMAGE_RESIZE_MODE!r}); use \"pad64\"")
         if any(m.shape != molded_images[0].shape for m in molded_images):  # "pad64", "none": the photos' sizes
             raise ValueError("after resizing, all images of a batch must have the same size, got "
                              + ", ".join(f"{m.shape[0]}x{m.shape[1]}" for m in molded_images))

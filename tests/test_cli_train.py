@@ -363,6 +363,11 @@ def test_reduced_precision_training_writes_a_float32_checkpoint_with_finite_loss
 
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda *a: ["amx_bf16"])  # any CPU computes it (maybe slowly)
     monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])  # float16 is emulated: said, not refused
+    from fseg import runtime
+
+    built, real_load_model = [], runtime.load_model
+    monkeypatch.setattr(runtime, "load_model", lambda *args, **kwargs: built.append(real_load_model(*args, **kwargs))
+                        or built[-1])
     annotations, images = split
     result = invoke("--annotations", annotations, "--images", images, "--config", config, "--weights", "none",
                     "--logs", tmp_path / "logs", *option, "--epochs", "1", "--seed", "0")
@@ -371,6 +376,8 @@ def test_reduced_precision_training_writes_a_float32_checkpoint_with_finite_loss
     warned = "warning: --mixed-precision computes in float16, which this machine emulates" in result.output
     assert warned == (option == ("--mixed-precision",))
     assert keras.config.dtype_policy().name == "float32"  # the command left the process as it found it
+    policies = {layer.dtype_policy.name for layer in built[0][0].keras_model.layers if layer.name in ("conv1", "fpn_p2")}
+    assert policies == {"mixed_bfloat16" if "bfloat16" in shown else "mixed_float16"}
     (run_dir,) = [p for p in (tmp_path / "logs").iterdir() if p.is_dir()]
     weights = read_weights(run_dir / f"mask_rcnn_{NAME}_0001.h5")
     arrays = [array for layer in weights.layers.values() for _, array in layer]

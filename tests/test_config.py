@@ -26,6 +26,9 @@ class Tiny(Config):
     ({"ROI_POSITIVE_RATIO": 1.5}, "ROI_POSITIVE_RATIO"),
     ({"IMAGE_RESIZE_MODE": "fit"}, "IMAGE_RESIZE_MODE must be square, pad64, crop or none"),
     ({"TRAIN_BN": "yes"}, "TRAIN_BN must be true, false or (in Python) None"),
+    ({"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 100}, "IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode"),
+    ({"BACKBONE": staticmethod(lambda image, stage5=False, train_bn=None: None)},
+     'BACKBONE is a name here; register a function that builds C1..C5 with mrcnn.registry.BACKBONES.register'),
 ])
 def test_a_config_subclass_is_checked_when_the_model_is_made(settings, message):
     # Before: the model was built and detect() failed in Keras' FPN ("Dimensions must be equal"), or ran on

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -318,11 +319,13 @@ def test_more_detections_than_proposals_are_refused(small_model_files, tmp_path)
     assert "Weights:" not in result.output and not (tmp_path / "e").exists()
 
 
-def test_a_training_resize_mode_is_refused(small_model_files, tmp_path):
+def test_a_training_crop_config_needs_a_pad64_size(small_model_files, tmp_path):
+    # "crop" becomes "pad64" for inference (as in fseg predict), which needs IMAGE_MIN_DIM in multiples of 64.
     config = tmp_path / "crop.toml"
-    config.write_text(small_model_files[0].read_text() + 'IMAGE_RESIZE_MODE = "crop"\n')
+    text = re.sub(r"(?m)^IMAGE_MIN_DIM = .*$", "IMAGE_MIN_DIM = 96", small_model_files[0].read_text())
+    config.write_text(text + 'IMAGE_RESIZE_MODE = "crop"\n')
     result = run("export", "--weights", small_model_files[1], "--config", config, "--out", tmp_path / "e")
-    one_line_error(result, 2, "crop")
+    one_line_error(result, 2, "IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode")
     assert nothing_beside(tmp_path, "crop.toml")
 
 

@@ -78,6 +78,15 @@ def test_detect_checks_its_inputs(model):
     padded.config = pad64
     with pytest.raises(ValueError, match="all images of a batch must have the same size, got 128x128, 128x256"):
         padded.mold_inputs([np.zeros((128, 128, 3), np.uint8), np.zeros((64, 100, 3), np.uint8)])
+    # matterport would detect in a random crop ("crop" mode) and crash deep in the FPN for sides not divisible by 64.
+    padded.config = config_from_dict({"NAME": "c", "NUM_CLASSES": NUM_CLASSES, "IMAGE_RESIZE_MODE": "crop",
+                                      "IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128})
+    with pytest.raises(ValueError, match='"crop" is a training mode.*"pad64"'):
+        padded.mold_inputs([np.zeros((128, 128, 3), np.uint8)])
+    padded.config = config_from_dict({"NAME": "n", "NUM_CLASSES": NUM_CLASSES, "IMAGE_RESIZE_MODE": "none"})
+    with pytest.raises(ValueError, match="multiples of 64, got 100x128"):
+        padded.mold_inputs([np.zeros((100, 128, 3), np.uint8)])
+    assert padded.mold_inputs([np.zeros((64, 128, 3), np.uint8)])[0].shape == (1, 64, 128, 3)
 
 
 def test_inference_model_has_matterport_outputs_and_nested_rpn(model):

@@ -268,11 +268,29 @@ def test_bad_usage_is_one_line_and_exit_2(fake_model, tmp_path, args, message):
 
 def test_batches_need_equal_image_sizes(fake_model, tmp_path):
     make_images(tmp_path / "in", ["a.png"])
-    (tmp_path / "pad.toml").write_text(FASHION_CONFIG.read_text() + 'IMAGE_RESIZE_MODE = "pad64"\n')
+    (tmp_path / "pad.toml").write_text(FASHION_CONFIG.read_text().replace("IMAGE_MIN_DIM = 800", "IMAGE_MIN_DIM = 768")
+                                       + 'IMAGE_RESIZE_MODE = "pad64"\n')
     result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "pad.toml", "--batch-size", "2"])
     assert result.exit_code == 2 and "IMAGE_RESIZE_MODE" in error_lines(result)[0]
     result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "pad.toml"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_training_crop_config_predicts_whole_images_at_the_same_scale(fake_model, monkeypatch, tmp_path):
+    configs = []
+    monkeypatch.setattr(runtime, "load_model", lambda config, *args, **kwargs: (configs.append(config) or fake_model,
+                                                                                 None))
+    make_images(tmp_path / "in", ["a.png"])
+    text = FASHION_CONFIG.read_text().replace("IMAGE_MIN_DIM = 800", "IMAGE_MIN_DIM = 768")
+    (tmp_path / "crop.toml").write_text(text + 'IMAGE_RESIZE_MODE = "crop"\n')
+    result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "crop.toml"])
+    assert result.exit_code == 0, result.output
+    assert [c.IMAGE_RESIZE_MODE for c in configs] == ["pad64"] and configs[0].IMAGE_MIN_DIM == 768
+    assert 'IMAGE_RESIZE_MODE "pad64" for its "crop"' in result.output
+    (tmp_path / "crop800.toml").write_text(FASHION_CONFIG.read_text() + 'IMAGE_RESIZE_MODE = "crop"\n')
+    result = run(["in", "--out", "o2", "--weights", "fake.h5", "--config", "crop800.toml"])
+    assert result.exit_code == 2 and "IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode" in error_lines(result)[0]
+    assert len(configs) == 1 and not (tmp_path / "o2").exists()
 
 
 def test_out_of_range_options_are_rejected(fake_model, tmp_path):

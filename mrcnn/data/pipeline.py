@@ -189,7 +189,8 @@ def _check_inputs(dataset, config) -> None:
         raise ValueError(f"the training pipeline needs IMAGE_RESIZE_MODE square or crop, "
                          f"not {config.IMAGE_RESIZE_MODE!r}")
     if config.IMAGE_CHANNEL_COUNT != 3:
-        raise ValueError("the training pipeline reads RGB images: IMAGE_CHANNEL_COUNT must be 3")
+        raise ValueError(f"training reads 3-channel RGB images (IMAGE_CHANNEL_COUNT 3, got "
+                         f"{config.IMAGE_CHANNEL_COUNT}); detect() takes other channel counts")
 
 
 def _random_streams(element_seed):
