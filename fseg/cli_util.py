@@ -60,10 +60,15 @@ def import_tensorflow_quietly() -> None:
     listed here too, still silenced. That leaves the runtime unconfigured: thread
     counts and logical devices can still be set afterwards. Python errors raised by
     the import are not affected.
+
+    Later C++ notices are hidden too, ERROR lines included (``TF_CPP_MIN_LOG_LEVEL`` 3, unless the
+    user set it): TensorFlow writes lines such as ``E0000 ... oneDNN supports DT_BOOL only on platforms
+    with AVX-512. Falling back to the default Eigen-based implementation`` while training runs fine,
+    and an error that stops a run is raised in Python, where the CLI reports it in one line.
     """
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr replaced (e.g. by a test runner)

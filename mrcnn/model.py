@@ -5,7 +5,7 @@
     results = model.detect([image])   # one dict per image: rois, class_ids, scores, masks
 
 The graphs live in :mod:`mrcnn.modeling` (``inference``, ``training``, the ROI heads in
-``roi_heads``); image molding in :mod:`mrcnn.ops.resize`; result unmolding in
+``roi_heads``); image molding in :mod:`mrcnn.ops.mold`; result unmolding in
 :mod:`mrcnn.ops.unmold` and each head's ``unmold``; weights I/O in :mod:`mrcnn.io.weights`;
 training in :mod:`mrcnn.train`.
 """
@@ -35,7 +35,7 @@ from mrcnn.modeling.inspection import find_ancestor, matterport_view
 from mrcnn.modeling.mask_head import MaskHead
 from mrcnn.modeling.precision import building_with, check_precision
 from mrcnn.modeling.roi_heads import build_roi_heads, class_specific_layers
-from mrcnn.ops import resize as resize_ops
+from mrcnn.ops.mold import mold_images
 from mrcnn.ops.anchors import get_anchors, get_pixel_anchors
 from mrcnn.ops.unmold import unmold_boxes, unmold_detections
 from mrcnn.train import checkpoints, layer_groups
@@ -231,7 +231,7 @@ class MaskRCNN:
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):
-        """Resizes, pads and mean-subtracts images for the network.
+        """Resizes, pads and mean-subtracts images for the network (:func:`mrcnn.ops.mold.mold_images`).
 
         Args:
             images: list of [H, W, 3] RGB arrays (any size).
@@ -240,29 +240,8 @@ class MaskRCNN:
             windows [B, (y1, x1, y2, x2)] int pixels of each image inside its molded image.
         """
         c = self.config
-        if c.IMAGE_RESIZE_MODE == "crop":  # matterport would detect in a random crop and map it onto the whole image
-            raise ValueError('IMAGE_RESIZE_MODE "crop" is a training mode (a random crop of each image); '
-                             'for inference use "pad64" (the same scale, the whole image) or "square"')
-        molded_images, image_metas, windows = [], [], []
-        for image in images:
-            molded, window, scale, _, _ = resize_ops.resize_image(
-                image, min_dim=c.IMAGE_MIN_DIM, min_scale=c.IMAGE_MIN_SCALE,
-                max_dim=c.IMAGE_MAX_DIM, mode=c.IMAGE_RESIZE_MODE)
-            molded = resize_ops.mold_image(molded, c.MEAN_PIXEL)
-            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
-                                      np.zeros([c.NUM_CLASSES], dtype=np.int32))
-            molded_images.append(molded)
-            image_metas.append(meta)
-            windows.append(window)
-        odd = [m.shape for m in molded_images if m.shape[0] % resize_ops.PAD64 or m.shape[1] % resize_ops.PAD64]
-        if odd:  # "none": the FPN halves each side 6 times (P6) and adds levels back up, so sides must divide by 64
-            raise ValueError(f"the network needs image sides that are multiples of {resize_ops.PAD64}, got "
-                             f"{odd[0][0]}x{odd[0][1]} (IMAGE_RESIZE_MODE {c.IMAGE_RESIZE_MODE!r}); use \"pad64\"")
-        if any(m.shape != molded_images[0].shape for m in molded_images):  # "pad64", "none": the photos' sizes
-            raise ValueError("after resizing, all images of a batch must have the same size, got "
-                             + ", ".join(f"{m.shape[0]}x{m.shape[1]}" for m in molded_images))
-        return (np.stack(molded_images).astype(np.float32), np.stack(image_metas).astype(np.float32),
-                np.stack(windows))
+        return mold_images(images, mode=c.IMAGE_RESIZE_MODE, min_dim=c.IMAGE_MIN_DIM, max_dim=c.IMAGE_MAX_DIM,
+                           min_scale=c.IMAGE_MIN_SCALE, mean_pixel=c.MEAN_PIXEL, num_classes=c.NUM_CLASSES)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """Network output of one image -> (rois, class_ids, scores, masks) in original-image pixels (matterport's)."""

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 from mrcnn.io.files import file_problem, temporary_sibling
+from mrcnn.ops.resize import INFERENCE_RESIZE_MODES
 
 CLASS_NAMES_FILE = "class_names.txt"
 INFO_FILE = "fseg_export.json"
 INFO_FOLDER = "assets.extra"
 SAVED_MODEL_FILE = "saved_model.pb"
-GRAPH_RESIZE_MODES = ("square", "pad64", "none")
 
 
 class ExportError(Exception):
@@ -53,9 +53,9 @@ def check_export_target(out_dir: str | os.PathLike, force: bool) -> None:
 
 def check_exportable(config) -> None:
     """Raise ExportError for a config whose inference the graph cannot reproduce."""
-    if config.IMAGE_RESIZE_MODE not in GRAPH_RESIZE_MODES:
+    if config.IMAGE_RESIZE_MODE not in INFERENCE_RESIZE_MODES:
         raise ExportError(f"IMAGE_RESIZE_MODE {config.IMAGE_RESIZE_MODE!r} is a training mode; exports need one "
-                          f"of {', '.join(GRAPH_RESIZE_MODES)}")
+                          f"of {', '.join(INFERENCE_RESIZE_MODES)}")
 
 
 def export_info(config, weights: str, extra: dict | None = None) -> dict:

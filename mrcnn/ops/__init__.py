@@ -4,6 +4,7 @@
     anchors             anchors over the FPN levels
     image_meta          the image_meta vector: its layout, built and parsed
     resize, masks       resizing and molding images, masks and mini masks, mask thresholds
+    mold                photos -> network inputs (resize, mean pixel, image_meta; the network's checks)
     unmold              network outputs -> detections in the original image
     sampling            matching and sampling shared by the targets
     rpn_targets         RPN anchor targets (run in the input pipeline)
@@ -15,8 +16,8 @@
 Where a rule must exist in NumPy (data I/O, matterport's API) and in TensorFlow (inside a
 graph), both live side by side in one module, the TensorFlow twin named ``*_graph``, and a
 test keeps them equal. Modules whose public API is NumPy import TensorFlow only inside their
-``*_graph`` functions, so ``anchors``, ``box_frames``, ``image_meta``, ``masks``, ``resize``
-and ``unmold`` load without it.
+``*_graph`` functions, so ``anchors``, ``box_frames``, ``image_meta``, ``masks``, ``mold``,
+``resize`` and ``unmold`` load without it.
 
 May import: NumPy, SciPy, scikit-image, TensorFlow, and other ``mrcnn.ops`` modules. Nothing else.
 """

@@ -40,6 +40,7 @@ import scipy.ndimage
 import skimage.transform
 
 RESIZE_MODES = ("square", "pad64", "crop", "none")
+INFERENCE_RESIZE_MODES = ("square", "pad64", "none")  # "crop" takes a random crop: a training mode
 PAD64 = 64  # pad64 mode: both sides padded up to a multiple of this (2 ** number of FPN downsamplings)
 
 
@@ -277,7 +278,7 @@ def resize_image_graph(image, min_dim=None, max_dim=None, min_scale=None, mode="
     """
     import tensorflow as tf
 
-    if mode not in ("square", "pad64", "none"):
+    if mode not in INFERENCE_RESIZE_MODES:
         raise ValueError(f"resize mode {mode!r} cannot run in a graph; use square, pad64 or none")
     if mode == "pad64" and min_dim % PAD64:
         raise ValueError(f"pad64 mode needs min_dim to be a multiple of 64, got {min_dim}")
