@@ -22,7 +22,8 @@ Steps (each printed as it runs; everything lands in --out):
 Needs no network and no files but the repository's. With the defaults it takes
 about 10 minutes; what the model learns in that time depends on the CPU: on 2
 cores of a 2026 Intel Xeon, mask AP50 0.84-0.94 and landmark AP 0.49-0.63 over
-four runs (docs/BENCHMARKS.md). --minutes 30 trains three times longer.
+four runs, on 2 cores of an AMD EPYC 0.81-0.87 and 0.47-0.52 over three
+(docs/BENCHMARKS.md). --minutes 30 trains three times longer.
 
 \b
 Example:
