@@ -291,8 +291,9 @@ def check_batchable(config) -> None:
     ``detect`` needs for more than one image per call.
     """
     if config.BATCH_SIZE > 1 and config.IMAGE_RESIZE_MODE != "square":
-        raise CommandError(f"--batch-size {config.BATCH_SIZE} needs IMAGE_RESIZE_MODE \"square\" (the config has "
-                           f"{config.IMAGE_RESIZE_MODE!r}); use --batch-size 1", EXIT_USAGE)
+        raise CommandError(f"--batch-size {config.BATCH_SIZE} needs IMAGE_RESIZE_MODE \"square\": in "
+                           f"\"{config.IMAGE_RESIZE_MODE}\" mode each photo keeps its own size; use --batch-size 1",
+                           EXIT_USAGE)
 
 
 def run_detection(

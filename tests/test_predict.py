@@ -291,6 +291,8 @@ def test_a_training_crop_config_predicts_whole_images_at_the_same_scale(fake_mod
     result = run(["in", "--out", "o2", "--weights", "fake.h5", "--config", "crop800.toml"])
     assert result.exit_code == 2 and "IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode" in error_lines(result)[0]
     assert len(configs) == 1 and not (tmp_path / "o2").exists()
+    result = run(["in", "--out", "o3", "--weights", "fake.h5", "--config", "crop.toml", "--batch-size", "2"])
+    assert result.exit_code == 2 and 'in "pad64" mode each photo keeps its own size' in error_lines(result)[0]
 
 
 def test_out_of_range_options_are_rejected(fake_model, tmp_path):
