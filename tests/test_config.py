@@ -72,3 +72,54 @@ def test_a_run_records_a_subclass_with_attributes_of_its_own(tmp_path):
     assert again.to_dict().keys() == Tiny().to_dict().keys()
     assert (again.NAME, again.BACKBONE, again.IMAGE_MAX_DIM) == ("tiny", "resnet18_half", 128)
     assert again.TRAIN_BN is True  # None trains BatchNorm; TOML has no None, so the run records true
+
+
+class Nucleus(Config):
+    """The settings of matterport's nucleus sample (samples/nucleus): random 512 px crops at 2x scale, many small
+    objects, a 3-value np.array MEAN_PIXEL, and an inference subclass in "pad64"."""
+    NAME = "nucleus"
+    IMAGES_PER_GPU = 6
+    NUM_CLASSES = 1 + 1
+    STEPS_PER_EPOCH = (657 - 25) // 6
+    DETECTION_MIN_CONFIDENCE = 0
+    BACKBONE = "resnet50"
+    IMAGE_RESIZE_MODE = "crop"
+    IMAGE_MIN_DIM = 512
+    IMAGE_MAX_DIM = 512
+    IMAGE_MIN_SCALE = 2.0
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    POST_NMS_ROIS_TRAINING = 1000
+    POST_NMS_ROIS_INFERENCE = 2000
+    RPN_NMS_THRESHOLD = 0.9
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    MEAN_PIXEL = np.array([43.53, 39.56, 48.22])
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)
+    TRAIN_ROIS_PER_IMAGE = 128
+    MAX_GT_INSTANCES = 200
+    DETECTION_MAX_INSTANCES = 400
+
+
+class NucleusInference(Nucleus):
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 1
+    IMAGE_RESIZE_MODE = "pad64"
+    RPN_NMS_THRESHOLD = 0.7
+
+
+def test_matterports_nucleus_configs_are_valid_and_mold_as_its_sample_expects():
+    from mrcnn.config_rules import validate
+    from mrcnn.ops.mold import mold_images
+
+    for config in (Nucleus(), NucleusInference()):
+        validate(config, type(config).__name__)
+    assert list(Nucleus().IMAGE_SHAPE) == [512, 512, 3] and Nucleus().BATCH_SIZE == 6
+    c = NucleusInference()
+    images = [np.zeros((600, 700, 3), np.uint8)]
+    molded, metas, windows = mold_images(images, mode=c.IMAGE_RESIZE_MODE, min_dim=c.IMAGE_MIN_DIM,
+                                         max_dim=c.IMAGE_MAX_DIM, min_scale=c.IMAGE_MIN_SCALE,
+                                         mean_pixel=c.MEAN_PIXEL, num_classes=c.NUM_CLASSES)
+    # IMAGE_MIN_SCALE 2 doubles the photo (1200 x 1400); pad64 centres it in 1216 x 1408.
+    assert molded.shape == (1, 1216, 1408, 3)
+    np.testing.assert_array_equal(windows[0], [8, 4, 1208, 1404])
+    assert metas.shape == (1, 12 + 2) and metas[0, 11] == 2.0  # the scale, after id, shapes and window
