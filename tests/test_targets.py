@@ -260,11 +260,12 @@ def mask_head_targets(mask_shape, use_mini_mask=True):
 
 
 def targets_with_masks(proposals, gt_class_ids, gt_boxes, gt_masks, *, mask_shape=(28, 28), use_mini_mask=True,
-                       **settings):
+                       train_rois_per_image=200, roi_positive_ratio=0.33, **settings):
     """detection_targets of a model with the mask head only, as (rois, class_ids, deltas, masks)."""
     instances_first = np.moveaxis(np.asarray(gt_masks), -1, 0)  # [h, w, G] -> [G, h, w]
     out = detection_targets(proposals, gt_class_ids, gt_boxes, {"masks": instances_first},
-                            mask_head_targets(mask_shape, use_mini_mask), **settings)
+                            mask_head_targets(mask_shape, use_mini_mask), train_rois_per_image=train_rois_per_image,
+                            roi_positive_ratio=roi_positive_ratio, **settings)
     return out["rois"], out["class_ids"], out["deltas"], out["mask"]
 
 

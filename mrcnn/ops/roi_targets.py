@@ -99,8 +99,8 @@ def _pad_rows(tensor, rows):
 
 
 def detection_targets(proposals, gt_class_ids, gt_boxes, gt_fields: Mapping[str, tf.Tensor],
-                      head_targets: Mapping[str, HeadTargetFn], *, train_rois_per_image=200,
-                      roi_positive_ratio=0.33, bbox_std_dev=DEFAULT_STD_DEV, seed=None) -> dict:
+                      head_targets: Mapping[str, HeadTargetFn], *, train_rois_per_image: int,
+                      roi_positive_ratio: float, bbox_std_dev=DEFAULT_STD_DEV, seed=None) -> dict:
     """Targets of the box head and every ROI head for one image (matterport's detection_targets_graph).
 
     Args:

@@ -37,7 +37,7 @@ def _rpn_labels(overlaps, crowd_free):
     return positive, negative
 
 
-def build_rpn_targets(anchors, gt_class_ids, gt_boxes, *, anchors_per_image=256,
+def build_rpn_targets(anchors, gt_class_ids, gt_boxes, *, anchors_per_image: int,
                       rpn_bbox_std_dev=DEFAULT_STD_DEV, seed=None):
     """RPN training targets of one image (matterport's build_rpn_targets, in TensorFlow).
 
