@@ -110,7 +110,9 @@ def load_inference_config(config_option, weights_option, overrides: Mapping, *, 
     The weights are chosen first (``--weights``, else by the named config's NAME: :func:`resolve_weights`),
     then the config (``--config``, else the one recorded with the weights' run, :func:`choose_config_file`),
     with ``overrides``. A training config's "crop" resize mode (a random crop of each image) becomes
-    "pad64": the same scale, the whole image.
+    "pad64": the same scale, the whole image. In the modes that keep each photo's own size ("pad64",
+    "none") a config's batch of several images (a training setting) becomes one image per call, unless
+    ``overrides`` set IMAGES_PER_GPU (``--batch-size``).
     """
     from mrcnn.config import ConfigError, with_overrides
 
@@ -124,6 +126,9 @@ def load_inference_config(config_option, weights_option, overrides: Mapping, *, 
         with user_errors(ConfigError):
             config = with_overrides(config, source=f"{config_source}, inference", IMAGE_RESIZE_MODE="pad64")
         config_source += ', IMAGE_RESIZE_MODE "pad64" for its "crop"'
+    if config.IMAGE_RESIZE_MODE != "square" and config.BATCH_SIZE > 1 and "IMAGES_PER_GPU" not in overrides:
+        # A training batch size in a mode that keeps each photo's size: one photo per call (no option asked more).
+        config = with_overrides(config, source=config_source, IMAGES_PER_GPU=1, GPU_COUNT=1)
     return config, config_source, choice
 
 

@@ -282,10 +282,12 @@ def test_a_training_crop_config_predicts_whole_images_at_the_same_scale(fake_mod
                                                                                  None))
     make_images(tmp_path / "in", ["a.png"])
     text = FASHION_CONFIG.read_text().replace("IMAGE_MIN_DIM = 800", "IMAGE_MIN_DIM = 768")
-    (tmp_path / "crop.toml").write_text(text + 'IMAGE_RESIZE_MODE = "crop"\n')
+    text = re.sub(r"(?m)^IMAGES_PER_GPU = .*$", "", text)
+    (tmp_path / "crop.toml").write_text(text + 'IMAGE_RESIZE_MODE = "crop"\nIMAGES_PER_GPU = 2\n')
     result = run(["in", "--out", "o", "--weights", "fake.h5", "--config", "crop.toml"])
     assert result.exit_code == 0, result.output
     assert [c.IMAGE_RESIZE_MODE for c in configs] == ["pad64"] and configs[0].IMAGE_MIN_DIM == 768
+    assert configs[0].BATCH_SIZE == 1  # the training batch of 2 cannot hold photos of their own sizes
     assert 'IMAGE_RESIZE_MODE "pad64" for its "crop"' in result.output
     (tmp_path / "crop800.toml").write_text(FASHION_CONFIG.read_text() + 'IMAGE_RESIZE_MODE = "crop"\n')
     result = run(["in", "--out", "o2", "--weights", "fake.h5", "--config", "crop800.toml"])
