@@ -122,13 +122,16 @@ def load_inference_config(config_option, weights_option, overrides: Mapping, *, 
                            f"give --weights FILE", EXIT_USAGE)
     choice = resolve_weights_or_exit(weights_option, run_name(named), use_defaults=use_defaults)
     config, config_source = load_config(config_option, weights=choice, overrides=overrides, source=source)
+    changes = {}
     if config.IMAGE_RESIZE_MODE == "crop":
-        with user_errors(ConfigError):
-            config = with_overrides(config, source=f"{config_source}, inference", IMAGE_RESIZE_MODE="pad64")
-        config_source += ', IMAGE_RESIZE_MODE "pad64" for its "crop"'
+        changes["IMAGE_RESIZE_MODE"] = "pad64"
     if config.IMAGE_RESIZE_MODE != "square" and config.BATCH_SIZE > 1 and "IMAGES_PER_GPU" not in overrides:
-        # A training batch size in a mode that keeps each photo's size: one photo per call (no option asked more).
-        config = with_overrides(config, source=config_source, IMAGES_PER_GPU=1, GPU_COUNT=1)
+        changes.update(IMAGES_PER_GPU=1, GPU_COUNT=1)  # a training batch, in a mode that keeps each photo's size
+    if changes:
+        with user_errors(ConfigError):
+            config = with_overrides(config, source=f"{config_source}, inference", **changes)
+    if "IMAGE_RESIZE_MODE" in changes:
+        config_source += ', IMAGE_RESIZE_MODE "pad64" for its "crop"'
     return config, config_source, choice
 
 

@@ -244,13 +244,18 @@ def _type_ok(default: Any, value: Any) -> bool:
     return type(value) is type(default)
 
 
+def _setting_names(cls: type[Config]) -> set[str]:
+    """The UPPER_CASE attributes of a Config class: the settings a TOML file may set."""
+    return {a for a in dir(cls) if a.isupper()}
+
+
 def config_from_dict(settings: dict[str, Any], base: type[Config] = Config, source: str = "config") -> Config:
     """Build a ``Config`` subclass instance from ``{SETTING: value}``.
 
     Raises ``ConfigError`` naming the key for an unknown setting, a derived one,
     a value whose type differs from the default's, or a value out of range (:func:`validate`).
     """
-    known = {a for a in dir(base) if a.isupper()}
+    known = _setting_names(base)
     attrs: dict[str, Any] = {}
     for key, value in settings.items():
         if key in DERIVED:
@@ -324,7 +329,7 @@ def config_toml(config: Config) -> str:
     Attributes a ``Config`` subclass adds of its own (matterport users add paths, sets, ...) are not
     settings :func:`load_config` knows: they are named in a comment, and ``display()`` lists their values.
     """
-    known = {a for a in dir(Config) if a.isupper()}
+    known = _setting_names(Config)
     lines = [f"# Config {config.NAME!r}, written by mrcnn.config.save_config; load it with load_config()."]
     own = []
     for key, value in config.to_dict().items():

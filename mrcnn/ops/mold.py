@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mrcnn.ops.image_meta import compose_image_meta
-from mrcnn.ops.resize import INFERENCE_RESIZE_MODES, PAD64, mold_image, resize_image
+from mrcnn.ops.resize import PAD64, mold_image, resize_image
 
 
 def mold_images(images, *, mode: str, min_dim: int, max_dim: int, min_scale: float, mean_pixel,
@@ -21,7 +21,8 @@ def mold_images(images, *, mode: str, min_dim: int, max_dim: int, min_scale: flo
     Args:
       images: list of [H, W, C] uint8 arrays, any sizes.
       mode, min_dim, max_dim, min_scale: the resize rule (IMAGE_RESIZE_MODE, IMAGE_MIN_DIM, ...), see
-        :func:`mrcnn.ops.resize.resize_image`; ``mode`` one of INFERENCE_RESIZE_MODES.
+        :func:`mrcnn.ops.resize.resize_image`; ``mode`` one of
+        ``mrcnn.ops.resize.INFERENCE_RESIZE_MODES``.
       mean_pixel: [C] subtracted from every pixel.
       num_classes: length of the image_meta's active-class flags (all 0 at inference).
     Returns:
@@ -31,9 +32,9 @@ def mold_images(images, *, mode: str, min_dim: int, max_dim: int, min_scale: flo
       ValueError: "crop" mode (matterport detected in a random crop and mapped it onto the whole photo),
         molded sides not multiples of 64 ("none" mode), or molded sizes that differ within the batch.
     """
-    if mode not in INFERENCE_RESIZE_MODES:
-        raise ValueError(f'IMAGE_RESIZE_MODE "{mode}" is a training mode (a random crop of each image); '
-                         f'for inference use "pad64" (the same scale, the whole image) or "square"')
+    if mode == "crop":  # an unknown mode is resize_image's to refuse
+        raise ValueError('IMAGE_RESIZE_MODE "crop" is a training mode (a random crop of each image); '
+                         'for inference use "pad64" (the same scale, the whole image) or "square"')
     molded_images, image_metas, windows = [], [], []
     for image in images:
         molded, window, scale, _, _ = resize_image(image, min_dim=min_dim, max_dim=max_dim, min_scale=min_scale,
