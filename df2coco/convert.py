@@ -30,6 +30,7 @@ from typing import Iterator
 from df2coco.annotation import AREA_MODES, AnnotationOptions
 from df2coco.categories import CATEGORIES, LANDMARK_NAMES
 from df2coco.errors import ConvertError, OutputError
+from df2coco.geometry import UNION_AREA_IMPORTS
 from df2coco.imagesize import IMAGE_EXTENSIONS
 from df2coco.leftovers import remove_dead_temporary_files
 from df2coco.listing import Listing, list_numbered
@@ -356,4 +357,4 @@ def _chunk_results(chunks: Iterator[list[ImageTask]], options: AnnotationOptions
             yield convert_chunk(chunk, options)
         return
     yield from ordered_results(convert_chunk, chunks, (options,), workers, in_flight=IN_FLIGHT_PER_WORKER,
-                               preload=("df2coco.worker", "pycocotools.mask"))
+                               preload=("df2coco.worker", *UNION_AREA_IMPORTS))

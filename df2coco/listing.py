@@ -12,6 +12,7 @@ and ignored. The choice does not depend on directory order:
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -45,7 +46,12 @@ class Listing:
     def path(self, number: int) -> str | None:
         """Path of the file used for ``number``, or None if there is none."""
         name = self.names.get(number)
-        return None if name is None else os.path.join(self.folder, name)
+        return None if name is None else self._prefix + name
+
+    @functools.cached_property
+    def _prefix(self) -> str:
+        """``folder`` and a separator: paths are made by concatenation (os.path.join costs 2 us each)."""
+        return os.path.join(self.folder, "")
 
 
 def list_numbered(folder: Path, extensions: tuple[str, ...]) -> Listing:

@@ -205,9 +205,10 @@ class CocoWriter:
         """Finish the JSON and rename it into place."""
         self._out.write('\n],"annotations":[\n')
         self._anns.close_for_reading()
-        try:
-            with open(self._anns.tmp_path, encoding="utf-8") as f:
-                shutil.copyfileobj(f, self._out.file, _BUFFER)
+        try:  # bytes to bytes: the annotations are not decoded and encoded again
+            self._out.file.flush()
+            with open(self._anns.tmp_path, "rb") as f:
+                shutil.copyfileobj(f, self._out.file.buffer, _BUFFER)
         except OSError as exc:
             raise self._out._error(exc) from exc
         self._out.write("\n]}\n")

@@ -232,6 +232,13 @@ class _FullDisk(io.TextIOBase):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return self.real.write(text)
 
+    def flush(self) -> None:
+        self.real.flush()
+
+    @property
+    def buffer(self):  # the byte layer under the text (CocoWriter.commit copies bytes into it)
+        return self.real.buffer
+
     def close(self) -> None:
         self.real.close()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
