@@ -27,6 +27,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define SCALE 5
 #define MAX_SIDE (1 << 24) /* width/height limit: 5 * side fits an int */
@@ -101,7 +102,24 @@ static Py_ssize_t edge_crossings(int x0, int y0, int x1, int y1, uint64_t poly, 
     return n;
 }
 
-static void sort_keys(uint64_t *keys, Py_ssize_t n) { /* insertion sort: columns hold a few */
+/* Columns hold a few crossings (2 for a convex outline): insertion sort, or qsort past FEW. */
+#define FEW 32
+
+static int compare_keys(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int compare_starts(const void *a, const void *b) {
+    int64_t x = ((const Interval *)a)->start, y = ((const Interval *)b)->start;
+    return (x > y) - (x < y);
+}
+
+static void sort_keys(uint64_t *keys, Py_ssize_t n) {
+    if (n > FEW) {
+        qsort(keys, (size_t)n, sizeof(uint64_t), compare_keys);
+        return;
+    }
     for (Py_ssize_t i = 1; i < n; i++) {
         uint64_t k = keys[i];
         Py_ssize_t j = i - 1;
@@ -111,6 +129,10 @@ static void sort_keys(uint64_t *keys, Py_ssize_t n) { /* insertion sort: columns
 }
 
 static void sort_intervals(Interval *iv, Py_ssize_t n) {
+    if (n > FEW) {
+        qsort(iv, (size_t)n, sizeof(Interval), compare_starts);
+        return;
+    }
     for (Py_ssize_t i = 1; i < n; i++) {
         Interval k = iv[i];
         Py_ssize_t j = i - 1;

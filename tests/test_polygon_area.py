@@ -101,6 +101,17 @@ def test_hand_made_cases_equal_pycocotools():
             polygons
 
 
+def test_columns_crossed_many_times_equal_pycocotools():
+    # a comb: one polygon crossing columns 1..9 eighty times (past the insertion-sort limit)
+    comb = [0, 0]
+    for tooth in range(40):
+        comb += [10, 2 * tooth, 10, 2 * tooth + 1, 1, 2 * tooth + 1, 1, 2 * tooth + 2]
+    comb += [0, 80]
+    strips = [[0, y, 12, y, 12, y + 1.5, 0, y + 1.5] for y in range(0, 78, 2)]  # 39 overlapping polygons
+    for polygons in ([comb], strips, [comb] + strips):
+        assert polygon_area.union_area(polygons, 12, 80) == union_area_pycocotools(polygons, 12, 80)
+
+
 def test_python_numbers_of_every_kind_are_read():
     floats = [[1.0, 1.0, 30.5, 2.0, 20.0, 40.25]]
     assert polygon_area.union_area([(1, 1, 30.5, 2, 20, 40.25)], 50, 50) == union_area_pycocotools(floats, 50, 50)
