@@ -38,10 +38,6 @@ typedef struct {
     uint64_t key;
 } Crossing;
 
-typedef struct {
-    int64_t start, end; /* rows [start, end) inside, in one column */
-} Interval;
-
 static int scaled(double value) { return (int)(SCALE * value + .5); }
 
 /*
@@ -102,21 +98,17 @@ static Py_ssize_t edge_crossings(int x0, int y0, int x1, int y1, uint64_t poly, 
     return n;
 }
 
-/* Columns hold a few crossings (2 for a convex outline): insertion sort, or qsort past FEW. */
-#define FEW 32
-
+/*
+ * Sorts 64-bit keys: crossings (polygon << 32 | row) and intervals (start << 32 | end).
+ * Columns hold a few (2 for a convex outline): insertion sort, or qsort past 32.
+ */
 static int compare_keys(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-static int compare_starts(const void *a, const void *b) {
-    int64_t x = ((const Interval *)a)->start, y = ((const Interval *)b)->start;
-    return (x > y) - (x < y);
-}
-
 static void sort_keys(uint64_t *keys, Py_ssize_t n) {
-    if (n > FEW) {
+    if (n > 32) {
         qsort(keys, (size_t)n, sizeof(uint64_t), compare_keys);
         return;
     }
@@ -128,37 +120,23 @@ static void sort_keys(uint64_t *keys, Py_ssize_t n) {
     }
 }
 
-static void sort_intervals(Interval *iv, Py_ssize_t n) {
-    if (n > FEW) {
-        qsort(iv, (size_t)n, sizeof(Interval), compare_starts);
-        return;
-    }
-    for (Py_ssize_t i = 1; i < n; i++) {
-        Interval k = iv[i];
-        Py_ssize_t j = i - 1;
-        for (; j >= 0 && iv[j].start > k.start; j--) iv[j + 1] = iv[j];
-        iv[j + 1] = k;
-    }
-}
-
 /*
  * Pixels inside one column, given its crossing keys sorted by (polygon, row): each polygon's
- * rows pair up (rule 4) and the intervals of all polygons are united. `scratch` holds n/2.
+ * rows pair up into intervals [start, end) (rule 4), and the intervals of all polygons are
+ * united. `intervals` has room for n / 2.
  */
-static int64_t column_area(const uint64_t *keys, Py_ssize_t n, Interval *scratch) {
+static int64_t column_area(const uint64_t *keys, Py_ssize_t n, uint64_t *intervals) {
     Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i + 1 < n; i += 2) /* rows < 2^32: start << 32 | end sorts by start */
+        intervals[count++] = (keys[i] & 0xFFFFFFFFu) << 32 | (keys[i + 1] & 0xFFFFFFFFu);
     int several = n > 0 && (keys[0] >> 32) != (keys[n - 1] >> 32);
-    for (Py_ssize_t i = 0; i + 1 < n; i += 2) {
-        scratch[count].start = (int64_t)(keys[i] & 0xFFFFFFFFu);
-        scratch[count].end = (int64_t)(keys[i + 1] & 0xFFFFFFFFu);
-        count++;
-    }
-    if (several) sort_intervals(scratch, count); /* one polygon's intervals are already sorted */
-    int64_t area = 0, reached = INT64_MIN;
+    if (several) sort_keys(intervals, count); /* one polygon's intervals are already in order */
+    int64_t area = 0, reached = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        int64_t start = scratch[i].start > reached ? scratch[i].start : reached;
-        if (scratch[i].end > start) area += scratch[i].end - start;
-        if (scratch[i].end > reached) reached = scratch[i].end;
+        int64_t start = (int64_t)(intervals[i] >> 32), end = (int64_t)(intervals[i] & 0xFFFFFFFFu);
+        if (start < reached) start = reached;
+        if (end > start) area += end - start;
+        if (end > reached) reached = end;
     }
     return area;
 }
@@ -222,7 +200,7 @@ static PyObject *union_area(PyObject *self, PyObject *args) {
     Py_ssize_t *starts = NULL, *col_count = NULL;
     Crossing *crossings = NULL;
     uint64_t *by_column = NULL;
-    Interval *scratch = NULL;
+    uint64_t *intervals = NULL; /* one column's intervals */
     PyObject *result = NULL;
     if (num_vertices < 0) goto done;
 
@@ -265,8 +243,8 @@ static PyObject *union_area(PyObject *self, PyObject *args) {
         Py_ssize_t span = (Py_ssize_t)cmax - cmin + 1;
         col_count = PyMem_Calloc(span + 1, sizeof(Py_ssize_t));
         by_column = PyMem_Malloc(sizeof(uint64_t) * n);
-        scratch = PyMem_Malloc(sizeof(Interval) * (n / 2 + 1));
-        if (!col_count || !by_column || !scratch) { PyErr_NoMemory(); goto done; }
+        intervals = PyMem_Malloc(sizeof(uint64_t) * (n / 2 + 1));
+        if (!col_count || !by_column || !intervals) { PyErr_NoMemory(); goto done; }
         for (Py_ssize_t i = 0; i < n; i++) col_count[crossings[i].col - cmin + 1]++;
         for (Py_ssize_t c = 1; c <= span; c++) col_count[c] += col_count[c - 1]; /* column starts */
         for (Py_ssize_t i = 0; i < n; i++) by_column[col_count[crossings[i].col - cmin]++] = crossings[i].key;
@@ -275,7 +253,7 @@ static PyObject *union_area(PyObject *self, PyObject *args) {
         for (Py_ssize_t c = 0; c < span; c++) {
             Py_ssize_t end = col_count[c];
             sort_keys(by_column + begin, end - begin);
-            area += column_area(by_column + begin, end - begin, scratch);
+            area += column_area(by_column + begin, end - begin, intervals);
             begin = end;
         }
     }
@@ -289,7 +267,7 @@ done:
     PyMem_Free(crossings);
     PyMem_Free(col_count);
     PyMem_Free(by_column);
-    PyMem_Free(scratch);
+    PyMem_Free(intervals);
     return result;
 }
 
@@ -305,4 +283,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_polygon_area",
                                     "Exact pycocotools polygon areas without RLEs (optional C speed-up).",
                                     -1, methods};
 
-PyMODINIT_FUNC PyInit__polygon_area(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__polygon_area(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_SIDE", MAX_SIDE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

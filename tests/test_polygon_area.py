@@ -138,6 +138,14 @@ def test_bad_input_is_an_exception_not_a_crash(polygons, width, height, error):
         polygon_area.union_area(polygons, width, height)
 
 
+def test_images_wider_than_the_c_module_takes_go_to_pycocotools():
+    # a PNG header may claim a side of up to 2**31 - 1 px; the C module takes up to MAX_SIDE
+    width = polygon_area.MAX_SIDE + 1
+    with pytest.raises(ValueError):
+        polygon_area.union_area([[0, 0, 4, 0, 4, 4]], width, 10)
+    assert union_area([[0, 0, 4, 0, 4, 4]], width, 10) == union_area_pycocotools([[0, 0, 4, 0, 4, 4]], width, 10)
+
+
 def test_no_polygons_is_no_area():
     assert polygon_area.union_area([], 10, 10) == 0
 

@@ -113,8 +113,11 @@ def test_label_is_shifted_left_to_stay_in_the_image():
     image = gray_image(200, 300)
     out = draw_instances(image, np.array([[100, 290, 150, 300]]), np.zeros((200, 300, 1), bool),
                          np.array([2]), NAMES, np.array([0.99]), show_mask=False)
-    row = out[97, :].tolist()  # a row inside the label, just above the box
-    assert row[299] == list(class_color(2)) and row[250] == list(class_color(2))
+    fill = np.all(out[:100] == class_color(2), axis=2)  # the label sits above the box (rows < 100)
+    rows, cols = np.nonzero(fill)
+    assert cols.max() == 299  # it ends at the image's right edge instead of running off it
+    assert cols.min() < 290 - 30  # so it starts left of the box, by about the width of its text
+    assert fill[rows.min():rows.max() + 1, 299].all()  # its last column is padding, not cut-off text
 
 
 def test_the_most_confident_detection_is_drawn_on_top():
