@@ -24,7 +24,7 @@ from df2coco.errors import OutputError
 from df2coco.geometry import clip_box, clip_polygon
 from df2coco.listing import list_numbered
 from df2coco.reader import parse_annotation
-from df2coco.writer import AtomicTextFile, CocoWriter
+from df2coco.writer import AtomicTextFile, CocoWriter, with_id
 
 
 def rect(x1, y1, x2, y2):
@@ -221,27 +221,42 @@ def test_verify_images_accepts_whole_files(tmp_path):
 
 class _FullDisk(io.TextIOBase):
     """A text file whose writes fail with ENOSPC after ``budget`` characters and whose close fails too
-    (after really closing, as a buffered file does when its last flush fails)."""
+    (after really closing, as a buffered file does when its last flush fails). Bytes written to its
+    ``buffer`` (CocoWriter.commit copies the annotations part that way) use the same budget."""
 
     def __init__(self, real, budget: int):
         self.real, self.budget = real, budget
 
-    def write(self, text: str) -> int:
-        self.budget -= len(text)
+    def spend(self, size: int) -> None:
+        self.budget -= size
         if self.budget < 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def write(self, text: str) -> int:
+        self.spend(len(text))
         return self.real.write(text)
 
     def flush(self) -> None:
         self.real.flush()
 
     @property
-    def buffer(self):  # the byte layer under the text (CocoWriter.commit copies bytes into it)
-        return self.real.buffer
+    def buffer(self) -> _FullDiskBytes:
+        return _FullDiskBytes(self)
 
     def close(self) -> None:
         self.real.close()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class _FullDiskBytes:
+    """The byte layer under a :class:`_FullDisk`."""
+
+    def __init__(self, text_file: _FullDisk):
+        self.text_file = text_file
+
+    def write(self, data: bytes) -> int:
+        self.text_file.spend(len(data))
+        return self.text_file.real.buffer.write(data)
 
 
 def test_discard_deletes_the_temporary_file_even_if_closing_fails(tmp_path):
@@ -250,6 +265,18 @@ def test_discard_deletes_the_temporary_file_even_if_closing_fails(tmp_path):
     f.write("data")
     f.discard()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_disk_filling_while_the_parts_are_joined_raises_output_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "out.json").write_text("old")
+    with pytest.raises(OutputError, match="No space left on device"):
+        with CocoWriter(tmp_path / "out.json", {}, []) as writer:
+            writer._out.file = _FullDisk(writer._out.file, budget=1000)  # the annotations part will not fit
+            writer.add_image('{"id":1}')
+            for ann_id in range(1, 11):
+                writer.add_annotation(with_id('{"image_id":1,"pad":"' + "x" * 500 + '"}', ann_id))
+            writer.commit()
+    assert os.listdir(tmp_path) == ["out.json"] and (tmp_path / "out.json").read_text() == "old"
 
 
 def test_a_failed_commit_raises_output_error_and_leaves_nothing(tmp_path):
