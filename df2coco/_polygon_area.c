@@ -54,6 +54,9 @@ static int32_t crossing_row(int vmin, int64_t h) {
 /* Rule 2's rounded coordinate at step t of an edge starting at `start` with slope `s`. */
 static int rounded(int start, double s, int t) { return (int)(start + s * t + .5); }
 
+/* The first column centre line (fine x m = 5c + 2, rule 3) at or after fine x `lo`. */
+static int first_centre_line(int lo) { return lo + ((2 - lo) % SCALE + SCALE) % SCALE; }
+
 /*
  * Appends the crossings of the edge (x0, y0) -> (x1, y1) (fine units) to `out`; returns the
  * new count. `poly` tags the crossings with their polygon.
@@ -65,10 +68,9 @@ static Py_ssize_t edge_crossings(int x0, int y0, int x1, int y1, uint64_t poly, 
     if (dx >= dy) {        /* x-major: u = xs + t, consecutive steps differ by exactly 1 */
         int xs = x0 < x1 ? x0 : x1, ys = x0 < x1 ? y0 : y1, ye = x0 < x1 ? y1 : y0;
         double s = (double)(ye - ys) / dx;
-        int first = ((2 - xs) % SCALE + SCALE) % SCALE; /* first t with xs + t = 2 (mod 5) */
-        for (int t = first; t <= dx - 1; t += SCALE) {
-            int va = rounded(ys, s, t), vb = rounded(ys, s, t + 1);
-            out[n].col = (xs + t - 2) / SCALE;
+        for (int m = first_centre_line(xs); m <= xs + dx - 1; m += SCALE) { /* step t -> t + 1 */
+            int t = m - xs, va = rounded(ys, s, t), vb = rounded(ys, s, t + 1);
+            out[n].col = (m - 2) / SCALE;
             out[n].key = poly << 32 | (uint32_t)crossing_row(va < vb ? va : vb, h);
             n++;
         }
@@ -80,8 +82,7 @@ static Py_ssize_t edge_crossings(int x0, int y0, int x1, int y1, uint64_t poly, 
     double s = (double)(xe - xs) / dy;
     int u_end = rounded(xs, s, dy), rising = u_end > xs;
     int lo = rising ? xs : u_end, hi = rising ? u_end : xs;
-    int m = lo + ((2 - lo) % SCALE + SCALE) % SCALE; /* centre lines m = 2 (mod 5) in [lo, hi - 1] */
-    for (; m <= hi - 1; m += SCALE) {
+    for (int m = first_centre_line(lo); m <= hi - 1; m += SCALE) {
         /* first step t in [1, dy] whose u has passed m, estimated then checked exactly */
         double guess = (m + .5 - xs) / s;
         int t = rising ? (int)ceil(guess) : (int)floor(guess) + 1;
@@ -165,6 +166,9 @@ static Py_ssize_t read_polygon(PyObject *polygon, int64_t w, int64_t h, int *xs,
     return len / 2;
 }
 
+/* Index of the vertex after vertex i in the polygon of vertices [first, end): the last one closes. */
+static Py_ssize_t next_vertex(Py_ssize_t i, Py_ssize_t first, Py_ssize_t end) { return i + 1 < end ? i + 1 : first; }
+
 /* Polygon lengths are checked and summed first, so that one allocation holds everything. */
 static Py_ssize_t count_vertices(PyObject *polygons_fast) {
     Py_ssize_t total = 0, num = PySequence_Fast_GET_SIZE(polygons_fast);
@@ -219,16 +223,14 @@ static PyObject *union_area(PyObject *self, PyObject *args) {
     /* 2. crossings of every edge (closing edge included); at most |dx| / 5 + 1 per edge (+1 spare) */
     Py_ssize_t bound = 0;
     for (Py_ssize_t p = 0; p < num_polygons; p++)
-        for (Py_ssize_t i = starts[p]; i < starts[p + 1]; i++) {
-            Py_ssize_t next = i + 1 < starts[p + 1] ? i + 1 : starts[p];
-            bound += abs(xs[next] - xs[i]) / SCALE + 2;
-        }
+        for (Py_ssize_t i = starts[p]; i < starts[p + 1]; i++)
+            bound += abs(xs[next_vertex(i, starts[p], starts[p + 1])] - xs[i]) / SCALE + 2;
     crossings = PyMem_Malloc(sizeof(Crossing) * (bound + 1));
     if (!crossings) { PyErr_NoMemory(); goto done; }
     Py_ssize_t n = 0;
     for (Py_ssize_t p = 0; p < num_polygons; p++)
         for (Py_ssize_t i = starts[p]; i < starts[p + 1]; i++) {
-            Py_ssize_t next = i + 1 < starts[p + 1] ? i + 1 : starts[p];
+            Py_ssize_t next = next_vertex(i, starts[p], starts[p + 1]);
             n = edge_crossings(xs[i], ys[i], xs[next], ys[next], (uint64_t)p, h, crossings, n);
         }
 
